@@ -1,0 +1,27 @@
+//===- NNDialect.h - The nn dialect -------------------------------*- C++ -*-===//
+#ifndef MOEC_DIALECTS_NN_NNDIALECT_H
+#define MOEC_DIALECTS_NN_NNDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/NN/NNDialect.h.inc"
+#include "dialects/NN/NNEnums.h.inc"
+
+namespace moec::nn {
+/// Result type of a broadcasting binary op; shared by every NN_BinaryOp.
+llvm::LogicalResult
+inferBroadcastResult(std::optional<mlir::Location> location,
+                     llvm::StringRef opName, mlir::Type lhs, mlir::Type rhs,
+                     llvm::SmallVectorImpl<mlir::Type> &inferred);
+} // namespace moec::nn
+
+#define GET_OP_CLASSES
+#include "dialects/NN/NNOps.h.inc"
+
+#endif // MOEC_DIALECTS_NN_NNDIALECT_H

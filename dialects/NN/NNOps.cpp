@@ -1,0 +1,448 @@
+//===- NNOps.cpp - nn dialect operations ----------------------------------===//
+
+#include "dialects/Common/ShapeUtils.h"
+#include "dialects/NN/NNDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+using namespace moec;
+using namespace moec::nn;
+
+namespace {
+/// Operands of nn ops are ranked tensors by their ODS constraints; these
+/// accessors keep the shape code below short.
+RankedTensorType ranked(Type type) { return cast<RankedTensorType>(type); }
+RankedTensorType ranked(Value value) { return ranked(value.getType()); }
+
+} // namespace
+
+LogicalResult moec::nn::inferBroadcastResult(
+    std::optional<Location> location, StringRef opName, Type lhsType,
+    Type rhsType, SmallVectorImpl<Type> &inferred) {
+  auto lhs = ranked(lhsType), rhs = ranked(rhsType);
+  if (lhs.getElementType() != rhs.getElementType())
+    return inferFailure(location, opName, "'lhs' (", lhs, ") and 'rhs' (", rhs,
+                        ") must have the same element type");
+  auto shape = broadcastShapes(lhs.getShape(), rhs.getShape());
+  if (!shape)
+    return inferFailure(location, opName, "shapes of 'lhs' (",
+                        shapeToString(lhs.getShape()), ") and 'rhs' (",
+                        shapeToString(rhs.getShape()),
+                        ") are not broadcast-compatible");
+  inferred.push_back(RankedTensorType::get(*shape, lhs.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> location,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  auto input = ranked(adaptor.getInput()), weight = ranked(adaptor.getWeight());
+  if (input.getRank() < 1)
+    return inferFailure(location, name, "'input' must have rank >= 1, got ",
+                        input);
+  if (weight.getRank() != 2)
+    return inferFailure(location, name,
+                        "'weight' must have rank 2 ([in, out]), got ", weight);
+  if (weight.getElementType() != input.getElementType())
+    return inferFailure(location, name, "'weight' element type (",
+                        weight.getElementType(),
+                        ") must match 'input' element type (",
+                        input.getElementType(), ")");
+  int64_t in = input.getShape().back();
+  if (!dimsCompatible(in, weight.getDimSize(0)))
+    return inferFailure(location, name, "'weight' shape (",
+                        shapeToString(weight.getShape()),
+                        ") must be [in, out] with in = ", in,
+                        ", the last dimension of 'input' (",
+                        shapeToString(input.getShape()), ")");
+  int64_t out = weight.getDimSize(1);
+  if (Value biasValue = adaptor.getBias()) {
+    auto bias = ranked(biasValue);
+    if (bias.getRank() != 1 || !dimsCompatible(bias.getDimSize(0), out) ||
+        bias.getElementType() != input.getElementType())
+      return inferFailure(location, name, "'bias' (", bias,
+                          ") must be a vector of ", out, " ",
+                          input.getElementType(), " (the 'weight' out size)");
+    out = mergeDims(out, bias.getDimSize(0));
+  }
+  SmallVector<int64_t> shape(input.getShape());
+  shape.back() = out;
+  inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MatmulOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> location,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  auto lhs = ranked(adaptor.getLhs()), rhs = ranked(adaptor.getRhs());
+  if (lhs.getRank() < 2)
+    return inferFailure(location, name, "'lhs' must have rank >= 2, got ",
+                        lhs);
+  if (rhs.getRank() < 2)
+    return inferFailure(location, name, "'rhs' must have rank >= 2, got ",
+                        rhs);
+  if (lhs.getElementType() != rhs.getElementType())
+    return inferFailure(location, name, "'lhs' (", lhs, ") and 'rhs' (", rhs,
+                        ") must have the same element type");
+  ArrayRef<int64_t> a = lhs.getShape(), b = rhs.getShape();
+  int64_t m = a[a.size() - 2], kA = a.back();
+  if (adaptor.getTransposeLhs())
+    std::swap(m, kA);
+  int64_t kB = b[b.size() - 2], n = b.back();
+  if (adaptor.getTransposeRhs())
+    std::swap(kB, n);
+  if (!dimsCompatible(kA, kB))
+    return inferFailure(location, name, "contraction sizes differ: 'lhs' (",
+                        shapeToString(a), ") gives K = ", kA, ", 'rhs' (",
+                        shapeToString(b), ") gives K = ", kB);
+  auto batch = broadcastShapes(a.drop_back(2), b.drop_back(2));
+  if (!batch)
+    return inferFailure(location, name, "batch dimensions of 'lhs' (",
+                        shapeToString(a), ") and 'rhs' (", shapeToString(b),
+                        ") are not broadcast-compatible");
+  batch->push_back(m);
+  batch->push_back(n);
+  inferred.push_back(RankedTensorType::get(*batch, lhs.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Normalisation and softmax
+//===----------------------------------------------------------------------===//
+
+/// Checks that `param` is a vector over the last dimension of `input` with the
+/// input's element type (norm scales and biases).
+static void checkFeatureVector(ShapeChecker &check, RankedTensorType input,
+                               Value param, StringRef name) {
+  if (input.getRank() < 1)
+    check.fail("'input' must have rank >= 1, got ", input);
+  check.elementType(param, name, input.getElementType(), "input");
+  check.rank(param, name, 1, "[features]");
+  check.dim(param, name, 0, input.getShape().back(),
+            "the last dimension of 'input'");
+}
+
+LogicalResult RMSNormOp::verify() {
+  if (getEpsilon().isNegative())
+    return emitOpError() << "'epsilon' must be >= 0, got "
+                         << getEpsilon().convertToFloat();
+  ShapeChecker check(*this);
+  checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
+  return check.status();
+}
+
+LogicalResult LayerNormOp::verify() {
+  if (getEpsilon().isNegative())
+    return emitOpError() << "'epsilon' must be >= 0, got "
+                         << getEpsilon().convertToFloat();
+  ShapeChecker check(*this);
+  checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
+  if (Value bias = getBias())
+    checkFeatureVector(check, getInput().getType(), bias, "bias");
+  return check.status();
+}
+
+LogicalResult SoftmaxOp::verify() {
+  int64_t rank = getInput().getType().getRank();
+  int64_t axis = getAxis();
+  if (axis < -rank || axis >= rank)
+    return emitOpError() << "'axis' " << axis << " is out of range for "
+                         << getInput().getType() << " (rank " << rank << ")";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// EmbeddingOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  auto table = ranked(adaptor.getTable()), ids = ranked(adaptor.getIds());
+  if (table.getRank() != 2)
+    return inferFailure(location, getOperationName(),
+                        "'table' must have rank 2 ([vocab, d]), got ", table);
+  SmallVector<int64_t> shape(ids.getShape());
+  shape.push_back(table.getDimSize(1));
+  inferred.push_back(RankedTensorType::get(shape, table.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RotaryOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RotaryOp::verify() {
+  RankedTensorType input = getInput().getType();
+  ShapeChecker check(*this);
+  check.rank(getInput(), "input", 4, "[batch, seq, heads, head_dim]");
+  if (!check.passed())
+    return failure();
+  if (!(getTheta().convertToFloat() > 0.0f))
+    return emitOpError() << "'theta' must be > 0, got "
+                         << getTheta().convertToFloat();
+  int64_t headDim = input.getDimSize(3);
+  int64_t rotaryDim = getRotaryDim();
+  if (rotaryDim < 0 || rotaryDim % 2 != 0)
+    return emitOpError() << "'rotary_dim' must be even and >= 0, got "
+                         << rotaryDim;
+  if (!ShapedType::isDynamic(headDim)) {
+    if (rotaryDim > headDim)
+      return emitOpError() << "'rotary_dim' (" << rotaryDim
+                           << ") exceeds the head dimension of 'input' ("
+                           << shapeToString(input.getShape()) << ")";
+    if (rotaryDim == 0 && headDim % 2 != 0)
+      return emitOpError() << "head dimension of 'input' ("
+                           << shapeToString(input.getShape())
+                           << ") must be even to rotate all features";
+  }
+  if (Value positions = getPositions()) {
+    int64_t rank = ranked(positions).getRank();
+    if (rank == 2)
+      check.dim(positions, "positions", 0, input.getDimSize(0),
+                "the batch size of 'input'");
+    if (rank == 1 || rank == 2)
+      check.dim(positions, "positions", rank - 1, input.getDimSize(1),
+                "the sequence length of 'input'");
+    else
+      check.fail("'positions' must be [seq] or [batch, seq], got ",
+                 positions.getType());
+  }
+  return check.status();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  auto q = ranked(adaptor.getQuery()), k = ranked(adaptor.getKey()),
+       v = ranked(adaptor.getValue());
+  const char *names[] = {"query", "key", "value"};
+  RankedTensorType types[] = {q, k, v};
+  for (int i = 0; i < 3; ++i) {
+    if (types[i].getRank() != 4)
+      return inferFailure(location, name, "'", names[i],
+                          "' must have rank 4 ([batch, seq, heads, "
+                          "head_dim]), got ",
+                          types[i]);
+    if (types[i].getElementType() != q.getElementType())
+      return inferFailure(location, name, "'", names[i], "' element type (",
+                          types[i].getElementType(),
+                          ") must match 'query' element type (",
+                          q.getElementType(), ")");
+  }
+  for (int d = 0; d < 3; ++d)
+    if (!dimsCompatible(k.getDimSize(d), v.getDimSize(d)))
+      return inferFailure(location, name, "'key' (",
+                          shapeToString(k.getShape()), ") and 'value' (",
+                          shapeToString(v.getShape()),
+                          ") must agree in batch, seq_kv and kv_heads");
+  if (!dimsCompatible(q.getDimSize(0), k.getDimSize(0)))
+    return inferFailure(location, name, "batch of 'query' (",
+                        shapeToString(q.getShape()),
+                        ") differs from batch of 'key' (",
+                        shapeToString(k.getShape()), ")");
+  if (!dimsCompatible(q.getDimSize(3), k.getDimSize(3)))
+    return inferFailure(location, name, "head_dim of 'query' (",
+                        shapeToString(q.getShape()),
+                        ") differs from head_dim of 'key' (",
+                        shapeToString(k.getShape()), ")");
+  int64_t heads = q.getDimSize(2), kvHeads = k.getDimSize(2);
+  if (!ShapedType::isDynamic(heads) && !ShapedType::isDynamic(kvHeads) &&
+      (kvHeads == 0 || heads % kvHeads != 0))
+    return inferFailure(location, name, "query heads (", heads,
+                        ") must be a multiple of key/value heads (", kvHeads,
+                        ")");
+  inferred.push_back(RankedTensorType::get(
+      {mergeDims(q.getDimSize(0), k.getDimSize(0)), q.getDimSize(1), heads,
+       v.getDimSize(3)},
+      q.getElementType()));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ReshapeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReshapeOp::verify() {
+  auto input = ranked(getInput()), result = ranked(getResult());
+  if (input.getElementType() != result.getElementType())
+    return emitOpError() << "result element type (" << result.getElementType()
+                         << ") must match 'input' element type ("
+                         << input.getElementType() << ")";
+  if (result.getNumDynamicDims() > 1)
+    return emitOpError() << "result " << result
+                         << " may have at most one dynamic dimension, which "
+                            "the element count determines";
+  if (!input.hasStaticShape())
+    return success();
+  int64_t known = 1;
+  for (int64_t d : result.getShape())
+    if (!ShapedType::isDynamic(d))
+      known *= d;
+  int64_t count = input.getNumElements();
+  if (result.hasStaticShape() ? known != count
+                              : (known == 0 || count % known != 0))
+    return emitOpError() << "cannot reshape 'input' "
+                         << shapeToString(input.getShape()) << " (" << count
+                         << " elements) to " << shapeToString(result.getShape());
+  return success();
+}
+
+OpFoldResult ReshapeOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
+namespace {
+/// reshape(reshape(x)) -> reshape(x): row-major reshapes compose.
+struct ComposeReshapes : OpRewritePattern<ReshapeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ReshapeOp op,
+                                PatternRewriter &rewriter) const override {
+    auto producer = op.getInput().getDefiningOp<ReshapeOp>();
+    if (!producer)
+      return failure();
+    rewriter.replaceOpWithNewOp<ReshapeOp>(op, op.getType(),
+                                           producer.getInput());
+    return success();
+  }
+};
+} // namespace
+
+void ReshapeOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
+                                            MLIRContext *context) {
+  patterns.add<ComposeReshapes>(context);
+}
+
+//===----------------------------------------------------------------------===//
+// TransposeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult TransposeOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  auto input = ranked(adaptor.getInput());
+  ArrayRef<int64_t> perm = adaptor.getPermutation();
+  int64_t rank = input.getRank();
+  SmallVector<bool> seen(rank, false);
+  bool valid = static_cast<int64_t>(perm.size()) == rank;
+  for (int64_t p : perm) {
+    if (!valid || p < 0 || p >= rank || seen[p]) {
+      valid = false;
+      break;
+    }
+    seen[p] = true;
+  }
+  if (!valid) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    llvm::interleaveComma(perm, os);
+    return inferFailure(location, getOperationName(), "'permutation' [", text,
+                        "] is not a permutation of the ", rank,
+                        " dimensions of 'input' (",
+                        shapeToString(input.getShape()), ")");
+  }
+  SmallVector<int64_t> shape;
+  for (int64_t p : perm)
+    shape.push_back(input.getDimSize(p));
+  inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+OpFoldResult TransposeOp::fold(FoldAdaptor) {
+  for (auto [i, p] : llvm::enumerate(getPermutation()))
+    if (static_cast<int64_t>(i) != p)
+      return {};
+  return getInput();
+}
+
+namespace {
+/// transpose(transpose(x, p1), p2) -> transpose(x, p1 o p2).
+struct ComposeTransposes : OpRewritePattern<TransposeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(TransposeOp op,
+                                PatternRewriter &rewriter) const override {
+    auto producer = op.getInput().getDefiningOp<TransposeOp>();
+    if (!producer)
+      return failure();
+    ArrayRef<int64_t> inner = producer.getPermutation();
+    SmallVector<int64_t> composed;
+    for (int64_t p : op.getPermutation())
+      composed.push_back(inner[p]);
+    rewriter.replaceOpWithNewOp<TransposeOp>(op, producer.getInput(),
+                                             composed);
+    return success();
+  }
+};
+} // namespace
+
+void TransposeOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
+                                              MLIRContext *context) {
+  patterns.add<ComposeTransposes>(context);
+}
+
+//===----------------------------------------------------------------------===//
+// CrossEntropyOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CrossEntropyOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  auto logits = ranked(adaptor.getLogits()),
+       targets = ranked(adaptor.getTargets());
+  if (logits.getRank() < 1)
+    return inferFailure(location, name,
+                        "'logits' must have rank >= 1 ([..., vocab]), got ",
+                        logits);
+  ArrayRef<int64_t> lead = logits.getShape().drop_back();
+  auto sameLead = [&](RankedTensorType type) {
+    if (type.getRank() != static_cast<int64_t>(lead.size()))
+      return false;
+    for (auto [a, b] : llvm::zip(type.getShape(), lead))
+      if (!dimsCompatible(a, b))
+        return false;
+    return true;
+  };
+  if (!sameLead(targets))
+    return inferFailure(location, name, "'targets' shape (",
+                        shapeToString(targets.getShape()),
+                        ") must equal the leading shape of 'logits' (",
+                        shapeToString(lead), ")");
+  if (Value maskValue = adaptor.getMask()) {
+    auto mask = ranked(maskValue);
+    if (!sameLead(mask))
+      return inferFailure(location, name, "'mask' shape (",
+                          shapeToString(mask.getShape()),
+                          ") must equal the shape of 'targets' (",
+                          shapeToString(targets.getShape()), ")");
+  }
+  inferred.push_back(RankedTensorType::get({}, logits.getElementType()));
+  return success();
+}
+
+#define GET_OP_CLASSES
+#include "dialects/NN/NNOps.cpp.inc"

@@ -1,0 +1,409 @@
+//===- NNOps.td - nn dialect operations --------------------------*- tablegen -*-===//
+//
+// Conventions: every op is Pure and works on ranked tensors. Results whose
+// shapes follow from the operands are inferred (InferTypeOpAdaptor), so the
+// custom assembly lists operand types only. Verifiers name the operand at
+// fault and quote its shape.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_NN_OPS
+#define MOEC_NN_OPS
+
+include "dialects/NN/NNDialect.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def NN_GeluApproximation : I32EnumAttr<"GeluApproximation",
+    "how GELU is evaluated", [
+      I32EnumAttrCase<"none", 0>,
+      I32EnumAttrCase<"tanh", 1>
+    ]> {
+  let cppNamespace = "::moec::nn";
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise
+//===----------------------------------------------------------------------===//
+
+class NN_BinaryOp<string mnemonic, string formula>
+    : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor]> {
+  let summary = "elementwise " # mnemonic # " with numpy broadcasting";
+  let description = [{
+    Computes `}] # formula # [{` elementwise. The operands broadcast as in
+    numpy: shapes are aligned at the trailing dimension and an extent of 1
+    stretches to the other operand's extent. Both operands have the same
+    element type, which is the result's.
+
+    Example:
+
+    ```mlir
+    %r = nn.}] # mnemonic # [{ %a, %b : tensor<?x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat =
+      "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
+  let extraClassDefinition = [{
+    ::llvm::LogicalResult $cppClass::inferReturnTypes(
+        ::mlir::MLIRContext *, std::optional<::mlir::Location> location,
+        Adaptor adaptor, ::llvm::SmallVectorImpl<::mlir::Type> &types) {
+      return ::moec::nn::inferBroadcastResult(
+          location, getOperationName(), adaptor.getLhs().getType(),
+          adaptor.getRhs().getType(), types);
+    }
+  }];
+}
+
+def NN_AddOp : NN_BinaryOp<"add", "lhs + rhs">;
+def NN_SubOp : NN_BinaryOp<"sub", "lhs - rhs">;
+def NN_MulOp : NN_BinaryOp<"mul", "lhs * rhs">;
+def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs">;
+def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs">;
+
+class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
+    : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType],
+                                  traits)> {
+  let summary = "elementwise " # mnemonic;
+  let description = [{
+    Computes `}] # formula # [{` elementwise; the result has the operand's
+    type.
+
+    Example:
+
+    ```mlir
+    %y = nn.}] # mnemonic # [{ %x : tensor<2x?x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
+def NN_NegOp : NN_UnaryOp<"neg", "-x">;
+def NN_ExpOp : NN_UnaryOp<"exp", "exp(x)">;
+def NN_LogOp : NN_UnaryOp<"log", "log(x)">;
+def NN_SqrtOp : NN_UnaryOp<"sqrt", "sqrt(x)">;
+def NN_RsqrtOp : NN_UnaryOp<"rsqrt", "1 / sqrt(x)">;
+def NN_ReciprocalOp : NN_UnaryOp<"reciprocal", "1 / x">;
+def NN_TanhOp : NN_UnaryOp<"tanh", "tanh(x)">;
+def NN_ErfOp : NN_UnaryOp<"erf", "erf(x)">;
+def NN_SigmoidOp : NN_UnaryOp<"sigmoid", "1 / (1 + exp(-x))">;
+def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
+def NN_SiluOp : NN_UnaryOp<"silu", "x * sigmoid(x)">;
+
+def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+  let summary = "Gaussian error linear unit";
+  let description = [{
+    Computes `x * Phi(x)` elementwise, where `Phi` is the standard normal
+    CDF. With `approximate = tanh` it uses
+    `0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))` instead, as
+    GPT-2 style models do.
+
+    Example:
+
+    ```mlir
+    %a = nn.gelu %x : tensor<8x64xf32>
+    %b = nn.gelu %x approximate = tanh : tensor<8x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+      DefaultValuedAttr<NN_GeluApproximation,
+                        "::moec::nn::GeluApproximation::none">:$approximate);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`approximate` `=` $approximate^)? attr-dict `:` type($input)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Linear algebra
+//===----------------------------------------------------------------------===//
+
+def NN_LinearOp : NN_Op<"linear",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "affine map of the last dimension: x @ W (+ b)";
+  let description = [{
+    Multiplies the last dimension of `input` (`[..., in]`) by `weight`
+    (`[in, out]`) and adds the optional `bias` (`[out]`). The result is
+    `[..., out]`.
+
+    Example:
+
+    ```mlir
+    %y = nn.linear %x, %w : tensor<?x64xf32>, tensor<64x256xf32>
+    %z = nn.linear %x, %w bias %b
+        : tensor<2x?x64xf32>, tensor<64x256xf32>, tensor<256xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$weight,
+      Optional<NN_FloatTensor>:$bias);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? attr-dict `:` type($input) `,`
+    type($weight) (`,` type($bias)^)?
+  }];
+}
+
+def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeOpAdaptor]> {
+  let summary = "batched matrix product with optional transposes";
+  let description = [{
+    Multiplies the two trailing dimensions: `[..., M, K] x [..., K, N]` gives
+    `[..., M, N]`. `transpose_lhs` / `transpose_rhs` read the corresponding
+    operand's last two dimensions swapped (e.g. `Q K^T` in attention). Both
+    operands have rank >= 2; the leading (batch) dimensions broadcast as in
+    numpy, so a rank-2 `rhs` is shared by every batch.
+
+    Example:
+
+    ```mlir
+    %s = nn.matmul %q, %k {transpose_rhs}
+        : tensor<4x8x?x16xf32>, tensor<4x8x?x16xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs,
+      UnitAttr:$transpose_lhs, UnitAttr:$transpose_rhs);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat =
+      "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
+}
+
+//===----------------------------------------------------------------------===//
+// Normalisation, softmax, embedding
+//===----------------------------------------------------------------------===//
+
+def NN_RMSNormOp : NN_Op<"rms_norm",
+    [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "root-mean-square normalisation over the last dimension";
+  let description = [{
+    `y = x / sqrt(mean(x^2, axis=-1) + epsilon) * weight`, where `weight` has
+    the extent of the last dimension of `input`.
+
+    Example:
+
+    ```mlir
+    %y = nn.rms_norm %x, %g {epsilon = 1.0e-06 : f32}
+        : tensor<2x?x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$weight,
+      DefaultValuedAttr<F32Attr, "1.0e-6">:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat =
+      "$input `,` $weight attr-dict `:` type($input) `,` type($weight)";
+  let hasVerifier = 1;
+}
+
+def NN_LayerNormOp : NN_Op<"layer_norm",
+    [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "layer normalisation over the last dimension";
+  let description = [{
+    `y = (x - mean) / sqrt(var + epsilon) * weight + bias` with mean and
+    (biased) variance over the last dimension. `bias` is optional.
+
+    Example:
+
+    ```mlir
+    %y = nn.layer_norm %x, %g bias %b {epsilon = 1.0e-05 : f32}
+        : tensor<?x64xf32>, tensor<64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, NN_FloatTensor:$weight,
+      Optional<NN_FloatTensor>:$bias,
+      DefaultValuedAttr<F32Attr, "1.0e-5">:$epsilon);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? attr-dict `:` type($input) `,`
+    type($weight) (`,` type($bias)^)?
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType]> {
+  let summary = "numerically stable softmax along one axis";
+  let description = [{
+    `exp(x - max(x)) / sum(exp(x - max(x)))` along `axis` (negative values
+    count from the end; default -1).
+
+    Example:
+
+    ```mlir
+    %p = nn.softmax %x {axis = -1 : i64} : tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+      DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor]> {
+  let summary = "row lookup in an embedding table";
+  let description = [{
+    Gathers rows of `table` (`[vocab, d]`) for every id in `ids` (any shape
+    `S`), giving `S x [d]`. Ids outside `[0, vocab)` are undefined behaviour
+    for the lowering to clamp or trap; the verifier only checks types.
+
+    Example:
+
+    ```mlir
+    %h = nn.embedding %table, %ids : tensor<256x64xf32>, tensor<2x?xi32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$table, NN_IdTensor:$ids);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat =
+      "$table `,` $ids attr-dict `:` type($table) `,` type($ids)";
+}
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+def NN_RotaryOp : NN_Op<"rotary",
+    [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "rotary position embedding (RoPE)";
+  let description = [{
+    Rotates pairs of features of `input` (`[batch, seq, heads, head_dim]`)
+    by the angle `position * theta^(-2i / rotary_dim)`. The first
+    `rotary_dim` features are rotated (all of them when `rotary_dim` is 0,
+    the default) and the rest pass through. Pairs are `(i, i + rotary_dim/2)`
+    (the "rotate half" layout of GPT-NeoX and Llama), or adjacent features
+    `(2i, 2i+1)` with `interleaved` (GPT-J layout).
+
+    `positions` (`[seq]` or `[batch, seq]`, integer) gives each token's
+    position; without it positions are `0 .. seq-1`.
+
+    Example:
+
+    ```mlir
+    %q2 = nn.rotary %q {theta = 10000.0 : f32} : tensor<1x?x4x16xf32>
+    %k2 = nn.rotary %k positions %pos {theta = 500000.0 : f32}
+        : tensor<1x?x2x16xf32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, Optional<NN_IdTensor>:$positions,
+      DefaultValuedAttr<F32Attr, "10000.0">:$theta,
+      DefaultValuedAttr<I64Attr, "0">:$rotary_dim,
+      UnitAttr:$interleaved);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`positions` $positions^)? attr-dict `:` type($input)
+    (`,` type($positions)^)?
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor]> {
+  let summary = "scaled dot-product multi-head attention, grouped-query allowed";
+  let description = [{
+    `softmax(q k^T * scale + mask) v` per head, with `q` of shape
+    `[batch, seq_q, heads, head_dim]` and `k`, `v` of shape
+    `[batch, seq_kv, kv_heads, head_dim]`. `heads` must be a multiple of
+    `kv_heads`: query head `h` reads key/value head `h / (heads / kv_heads)`
+    (grouped-query attention; `kv_heads == 1` is multi-query). With `causal`
+    (the default) query `i` sees keys `j <= i + seq_kv - seq_q`, which is the
+    usual causal mask when `seq_q == seq_kv` and the right mask for decoding
+    against a cache. `scale` defaults to `1/sqrt(head_dim)` when 0.
+
+    Example:
+
+    ```mlir
+    %o = nn.attention %q, %k, %v
+        : tensor<2x?x8x16xf32>, tensor<2x?x2x16xf32>, tensor<2x?x2x16xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$query, NN_FloatTensor:$key,
+      NN_FloatTensor:$value,
+      DefaultValuedAttr<BoolAttr, "true">:$causal,
+      DefaultValuedAttr<F32Attr, "0.0">:$scale);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value attr-dict `:` type($query) `,` type($key) `,`
+    type($value)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Shape manipulation
+//===----------------------------------------------------------------------===//
+
+def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
+  let summary = "reinterpret a tensor with another shape, same element count";
+  let description = [{
+    Row-major reshape. When both shapes are static their element counts must
+    be equal; at most one result dimension may be dynamic when the input is
+    static, and it is then determined by the element count.
+
+    Example:
+
+    ```mlir
+    %y = nn.reshape %x : tensor<2x?x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+  let hasCanonicalizer = 1;
+}
+
+def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeOpAdaptor]> {
+  let summary = "permute the dimensions of a tensor";
+  let description = [{
+    Result dimension `i` is input dimension `permutation[i]`.
+
+    Example:
+
+    ```mlir
+    %y = nn.transpose %x [0, 2, 1, 3] : tensor<2x?x8x16xf32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input,
+      DenseI64ArrayAttr:$permutation);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat =
+      "$input $permutation attr-dict `:` type($input)";
+  let hasFolder = 1;
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Loss
+//===----------------------------------------------------------------------===//
+
+def NN_CrossEntropyOp : NN_Op<"cross_entropy",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "masked mean softmax cross-entropy";
+  let description = [{
+    `logits` has shape `[..., vocab]` and `targets` (integer) the leading
+    shape `[...]`. The loss of one position is
+    `logsumexp(logits) - logits[target]`; the result is the 0-d tensor
+    `sum(mask * loss) / max(sum(mask), 1)`. `mask` (same shape as
+    `targets`, float) is optional: without it every position counts. This is
+    how instruction tuning restricts the loss to response tokens.
+
+    Example:
+
+    ```mlir
+    %l = nn.cross_entropy %logits, %targets mask %m
+        : tensor<2x?x256xf32>, tensor<2x?xi32>, tensor<2x?xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$logits, NN_IdTensor:$targets,
+      Optional<NN_FloatTensor>:$mask);
+  let results = (outs 0DTensorOf<[F32, F16, BF16]>:$loss);
+  let assemblyFormat = [{
+    $logits `,` $targets (`mask` $mask^)? attr-dict `:` type($logits) `,`
+    type($targets) (`,` type($mask)^)?
+  }];
+}
+
+#endif // MOEC_NN_OPS
