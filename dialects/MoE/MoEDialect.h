@@ -16,4 +16,18 @@
 #define GET_OP_CLASSES
 #include "dialects/MoE/MoEOps.h.inc"
 
+namespace moec::moe {
+
+/// Attributes that describe the arguments and results of a model entry point
+/// (a public func.func); see the dialect description.
+inline constexpr llvm::StringLiteral kNameAttr = "moe.name";
+inline constexpr llvm::StringLiteral kRoleAttr = "moe.role";
+inline constexpr llvm::StringLiteral kDimsAttr = "moe.dims";
+
+/// Roles an entry-point argument (isResult = false) or result may have; the
+/// first is the default.
+llvm::ArrayRef<llvm::StringLiteral> entryRoles(bool isResult);
+
+} // namespace moec::moe
+
 #endif // MOEC_DIALECTS_MOE_MOEDIALECT_H

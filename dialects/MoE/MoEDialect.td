@@ -41,7 +41,23 @@ def MoE_Dialect : Dialect {
     Routing computations (logits, probabilities, weights) are floating point
     of the model's type; routing indices are `i32`; counters are `i64`;
     losses are 0-d `f32` tensors.
+
+    The dialect also defines the attributes that turn a public `func.func`
+    into an entry point of a compiled model (see docs/compiler.md):
+
+    - `moe.name` (string) on an argument or result: its name in the model
+      ABI, safetensors files and `.npy` file names; default `argN` /
+      `resultN`.
+    - `moe.role` (string) on an argument: `input` (default), `parameter` or
+      `optimizer_state`; on a result: `output` (default), `metric` or
+      `gradient`.
+    - `moe.dims` (array of strings, one per dimension) on an argument or
+      result: names of dynamic dimensions; equal names must have equal
+      extents at run time (e.g. `["", "seq"]`). Unnamed dynamic dimensions
+      get unique names.
   }];
+  let hasRegionArgAttrVerify = 1;
+  let hasRegionResultAttrVerify = 1;
 }
 
 class MoE_Op<string mnemonic, list<Trait> traits = []>

@@ -5,6 +5,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 using namespace mlir;
 using namespace moec;
@@ -64,14 +65,14 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
                         ", the last dimension of 'input' (",
                         shapeToString(input.getShape()), ")");
   int64_t out = weight.getDimSize(1);
-  if (Value biasValue = adaptor.getBias()) {
-    auto bias = ranked(biasValue);
-    if (bias.getRank() != 1 || !dimsCompatible(bias.getDimSize(0), out) ||
-        bias.getElementType() != input.getElementType())
-      return inferFailure(location, name, "'bias' (", bias,
-                          ") must be a vector of ", out, " ",
-                          input.getElementType(), " (the 'weight' out size)");
-    out = mergeDims(out, bias.getDimSize(0));
+  if (Value bias = adaptor.getBias()) {
+    ShapeChecker check(location, name);
+    check.elementType(bias, "bias", input.getElementType(), "input");
+    check.rank(bias, "bias", 1, "[out]");
+    check.dim(bias, "bias", 0, out, "the out size of 'weight'");
+    if (!check.passed())
+      return failure();
+    out = mergeDims(out, ranked(bias).getDimSize(0));
   }
   SmallVector<int64_t> shape(input.getShape());
   shape.back() = out;
@@ -128,31 +129,43 @@ LogicalResult MatmulOp::inferReturnTypes(MLIRContext *,
 /// input's element type (norm scales and biases).
 static void checkFeatureVector(ShapeChecker &check, RankedTensorType input,
                                Value param, StringRef name) {
-  if (input.getRank() < 1)
+  // A scalar has no last dimension to compare against.
+  if (input.getRank() < 1) {
     check.fail("'input' must have rank >= 1, got ", input);
+    return;
+  }
   check.elementType(param, name, input.getElementType(), "input");
   check.rank(param, name, 1, "[features]");
   check.dim(param, name, 0, input.getShape().back(),
             "the last dimension of 'input'");
 }
 
+/// Written as !(epsilon >= 0) so that NaN is rejected and -0.0 accepted.
+static LogicalResult verifyEpsilon(Operation *op, const APFloat &epsilon) {
+  float value = epsilon.convertToFloat();
+  if (!(value >= 0.0f))
+    return op->emitOpError() << "'epsilon' must be >= 0, got " << value;
+  return success();
+}
+
 LogicalResult RMSNormOp::verify() {
-  if (getEpsilon().isNegative())
-    return emitOpError() << "'epsilon' must be >= 0, got "
-                         << getEpsilon().convertToFloat();
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
   ShapeChecker check(*this);
   checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
   return check.status();
 }
 
 LogicalResult LayerNormOp::verify() {
-  if (getEpsilon().isNegative())
-    return emitOpError() << "'epsilon' must be >= 0, got "
-                         << getEpsilon().convertToFloat();
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
   ShapeChecker check(*this);
   checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
-  if (Value bias = getBias())
+  if (Value bias = getBias()) {
     checkFeatureVector(check, getInput().getType(), bias, "bias");
+    // A dynamic feature extent in 'input' does not make the two agree.
+    check.dim(bias, "bias", 0, dimOf(getWeight(), 0), "the size of 'weight'");
+  }
   return check.status();
 }
 
@@ -160,8 +173,10 @@ LogicalResult SoftmaxOp::verify() {
   int64_t rank = getInput().getType().getRank();
   int64_t axis = getAxis();
   if (axis < -rank || axis >= rank)
-    return emitOpError() << "'axis' " << axis << " is out of range for "
-                         << getInput().getType() << " (rank " << rank << ")";
+    return emitOpError() << "'axis' " << axis
+                         << " is out of range for 'input' ("
+                         << shapeToString(getInput().getType().getShape())
+                         << ", rank " << rank << ")";
   return success();
 }
 
@@ -270,19 +285,51 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   int64_t heads = q.getDimSize(2), kvHeads = k.getDimSize(2);
   if (!ShapedType::isDynamic(heads) && !ShapedType::isDynamic(kvHeads) &&
       (kvHeads == 0 || heads % kvHeads != 0))
-    return inferFailure(location, name, "query heads (", heads,
-                        ") must be a multiple of key/value heads (", kvHeads,
-                        ")");
+    return inferFailure(location, name, "heads of 'query' (",
+                        shapeToString(q.getShape()),
+                        ") must be a multiple of kv_heads of 'key' (",
+                        shapeToString(k.getShape()), ")");
+  int64_t batch =
+      mergeDims(mergeDims(q.getDimSize(0), k.getDimSize(0)), v.getDimSize(0));
   inferred.push_back(RankedTensorType::get(
-      {mergeDims(q.getDimSize(0), k.getDimSize(0)), q.getDimSize(1), heads,
-       v.getDimSize(3)},
-      q.getElementType()));
+      {batch, q.getDimSize(1), heads, v.getDimSize(3)}, q.getElementType()));
   return success();
 }
 
 //===----------------------------------------------------------------------===//
 // ReshapeOp
 //===----------------------------------------------------------------------===//
+
+/// Product of the static extents of `shape`; std::nullopt when it overflows
+/// int64_t (types may spell such shapes, and wrapped products are garbage).
+static std::optional<int64_t> staticProduct(ArrayRef<int64_t> shape) {
+  int64_t product = 1;
+  for (int64_t d : shape) {
+    if (ShapedType::isDynamic(d))
+      continue;
+    std::optional<int64_t> next = llvm::checkedMul(product, d);
+    if (!next)
+      return std::nullopt;
+    product = *next;
+  }
+  return product;
+}
+
+/// Whether a static `input` has an element count that `result` (with at most
+/// one dynamic dimension) can hold. Dynamic inputs are checked at run time.
+static bool elementCountsAgree(RankedTensorType input,
+                               RankedTensorType result) {
+  if (!input.hasStaticShape())
+    return true;
+  std::optional<int64_t> count = staticProduct(input.getShape());
+  std::optional<int64_t> known = staticProduct(result.getShape());
+  if (!count || !known)
+    return false;
+  if (result.hasStaticShape())
+    return *known == *count;
+  // With a static 0 extent the dynamic extent is undetermined.
+  return *known != 0 && *count % *known == 0;
+}
 
 LogicalResult ReshapeOp::verify() {
   auto input = ranked(getInput()), result = ranked(getResult());
@@ -294,18 +341,15 @@ LogicalResult ReshapeOp::verify() {
     return emitOpError() << "result " << result
                          << " may have at most one dynamic dimension, which "
                             "the element count determines";
-  if (!input.hasStaticShape())
-    return success();
-  int64_t known = 1;
-  for (int64_t d : result.getShape())
-    if (!ShapedType::isDynamic(d))
-      known *= d;
-  int64_t count = input.getNumElements();
-  if (result.hasStaticShape() ? known != count
-                              : (known == 0 || count % known != 0))
-    return emitOpError() << "cannot reshape 'input' "
-                         << shapeToString(input.getShape()) << " (" << count
-                         << " elements) to " << shapeToString(result.getShape());
+  if (!elementCountsAgree(input, result)) {
+    InFlightDiagnostic diag = emitOpError() << "cannot reshape 'input' "
+                                            << shapeToString(input.getShape());
+    if (std::optional<int64_t> count = staticProduct(input.getShape()))
+      diag << " (" << *count << " elements)";
+    else
+      diag << " (at least 2^63 elements)";
+    return diag << " to " << shapeToString(result.getShape());
+  }
   return success();
 }
 
@@ -323,6 +367,10 @@ struct ComposeReshapes : OpRewritePattern<ReshapeOp> {
                                 PatternRewriter &rewriter) const override {
     auto producer = op.getInput().getDefiningOp<ReshapeOp>();
     if (!producer)
+      return failure();
+    // A dynamic intermediate hides a count mismatch that the composed reshape
+    // would fail to verify; leave such a pair for run time to report.
+    if (!elementCountsAgree(ranked(producer.getInput()), op.getType()))
       return failure();
     rewriter.replaceOpWithNewOp<ReshapeOp>(op, op.getType(),
                                            producer.getInput());
@@ -437,8 +485,15 @@ LogicalResult CrossEntropyOp::inferReturnTypes(
     if (!sameLead(mask))
       return inferFailure(location, name, "'mask' shape (",
                           shapeToString(mask.getShape()),
-                          ") must equal the shape of 'targets' (",
-                          shapeToString(targets.getShape()), ")");
+                          ") must equal the shape of 'targets', the leading "
+                          "shape of 'logits' (",
+                          shapeToString(logits.getShape()), ")");
+    // The mask weighs per-position losses computed in the logits' type.
+    if (mask.getElementType() != logits.getElementType())
+      return inferFailure(location, name, "'mask' element type (",
+                          mask.getElementType(),
+                          ") must match 'logits' element type (",
+                          logits.getElementType(), ")");
   }
   inferred.push_back(RankedTensorType::get({}, logits.getElementType()));
   return success();

@@ -11,7 +11,7 @@
 #define MOEC_NN_OPS
 
 include "dialects/NN/NNDialect.td"
-include "mlir/Interfaces/InferTypeOpInterface.td"
+include "dialects/Common/InferTypeWithDefaults.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
 //===----------------------------------------------------------------------===//
@@ -150,7 +150,7 @@ def NN_LinearOp : NN_Op<"linear",
   }];
 }
 
-def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeOpAdaptor]> {
+def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults]> {
   let summary = "batched matrix product with optional transposes";
   let description = [{
     Multiplies the two trailing dimensions: `[..., M, K] x [..., K, N]` gives
@@ -337,9 +337,11 @@ def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor]> {
 def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
   let summary = "reinterpret a tensor with another shape, same element count";
   let description = [{
-    Row-major reshape. When both shapes are static their element counts must
-    be equal; at most one result dimension may be dynamic when the input is
-    static, and it is then determined by the element count.
+    Row-major reshape. The result has the input's element type and at most
+    one dynamic dimension, which the element count determines. When the
+    input is static, the element counts must agree: equal for a static
+    result, and divisible by the product of the static result extents (which
+    must not be 0) otherwise.
 
     Example:
 
@@ -355,7 +357,7 @@ def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
   let hasCanonicalizer = 1;
 }
 
-def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeOpAdaptor]> {
+def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults]> {
   let summary = "permute the dimensions of a tensor";
   let description = [{
     Result dimension `i` is input dimension `permutation[i]`.
@@ -387,8 +389,9 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
     shape `[...]`. The loss of one position is
     `logsumexp(logits) - logits[target]`; the result is the 0-d tensor
     `sum(mask * loss) / max(sum(mask), 1)`. `mask` (same shape as
-    `targets`, float) is optional: without it every position counts. This is
-    how instruction tuning restricts the loss to response tokens.
+    `targets`, same element type as `logits`) is optional: without it every
+    position counts. This is how instruction tuning restricts the loss to
+    response tokens.
 
     Example:
 

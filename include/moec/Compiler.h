@@ -1,0 +1,60 @@
+//===- Compiler.h - The moec compiler driver library -------------*- C++ -*-===//
+//
+// The compiler as a library: the tools (moec) call it. It runs the named
+// phases of docs/compiler.md on a module and emits MLIR, LLVM IR, an object
+// file or a shared library (model.so), all in process.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MOEC_COMPILER_H
+#define MOEC_COMPILER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <optional>
+#include <string>
+
+namespace moec {
+
+/// The pipeline phases, in order. Each runs on the output of the previous one.
+enum class Phase {
+  Import,    // parse and verify (MLIR text; ONNX and JSON later)
+  Graph,     // decompose moe.layer, canonicalise, CSE
+  Lower,     // nn and moe ops -> linalg, tensor, scf, arith, math
+  Bufferize, // tensors -> memrefs, deallocation
+  Codegen,   // loops for the target CPU
+  LLVM,      // the LLVM dialect
+};
+
+/// Parses a phase name ("import", "graph", ...).
+std::optional<Phase> parsePhase(llvm::StringRef name);
+/// The names of all phases, for help texts.
+std::string phaseNames();
+
+struct CompileOptions {
+  /// Target CPU for code generation; empty means the host CPU.
+  std::string cpu;
+  /// Print the IR after every pass (debugging).
+  bool printIRAfterAll = false;
+};
+
+/// Registers every dialect the compiler reads or produces.
+void registerCompilerDialects(mlir::DialectRegistry &registry);
+
+/// Runs the phases from the one after Import up to and including `last`.
+mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase last,
+                              const CompileOptions &options);
+
+enum class OutputKind { LLVMIR, Object, SharedLibrary };
+
+/// Compiles an imported module all the way to `kind` and writes it to
+/// `outputPath` atomically (a temporary file renamed into place). Errors are
+/// reported as diagnostics on the module.
+mlir::LogicalResult compileModule(mlir::ModuleOp module, OutputKind kind,
+                                  llvm::StringRef outputPath,
+                                  const CompileOptions &options);
+
+} // namespace moec
+
+#endif // MOEC_COMPILER_H

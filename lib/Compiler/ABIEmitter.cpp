@@ -1,0 +1,315 @@
+//===- ABIEmitter.cpp - Model ABI tables and invoke wrappers --------------===//
+//
+// Adds to the translated LLVM module everything include/moe/abi/moe_abi.h
+// promises: an invoke wrapper per entry point that unpacks memref descriptors
+// and calls the lowered function, the allocation hooks that route the model's
+// memory through the runtime's services, the static description tables and
+// the exported query function. Only the query symbol stays visible.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ABIEmitter.h"
+
+#include "moe/abi/moe_abi.h"
+
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/Module.h"
+
+using namespace llvm;
+
+namespace moec {
+namespace {
+
+/// Field offsets of moe_abi_memref and moe_runtime_services: pointers and
+/// int64 are 8 bytes on every supported target.
+constexpr uint64_t kMemrefAllocated = 0, kMemrefAligned = 8,
+                   kMemrefOffset = 16, kMemrefSizes = 24;
+constexpr unsigned kServicesContext = 2, kServicesAlloc = 3, kServicesFree = 4;
+
+class Emitter {
+public:
+  Emitter(Module &module, StringRef target)
+      : module(module), context(module.getContext()), target(target),
+        ptr(PointerType::getUnqual(context)), i32(Type::getInt32Ty(context)),
+        i64(Type::getInt64Ty(context)) {}
+
+  Error emit(ArrayRef<EntrySignature> entries, StringRef json);
+
+private:
+  GlobalVariable *servicesSlot();
+  StructType *servicesType();
+  void defineAllocationHooks();
+  Expected<Function *> defineInvoke(const EntrySignature &entry);
+  Constant *string(StringRef text);
+  Constant *argTable(const EntrySignature &entry);
+  Value *loadField(IRBuilder<> &b, Value *base, uint64_t byteOffset,
+                   Type *type);
+  void storeField(IRBuilder<> &b, Value *value, Value *base,
+                  uint64_t byteOffset);
+
+  Module &module;
+  LLVMContext &context;
+  StringRef target;
+  PointerType *ptr;
+  IntegerType *i32, *i64;
+  GlobalVariable *services = nullptr;
+};
+
+/// The runtime's services table as seen by generated code.
+StructType *Emitter::servicesType() {
+  // { u32 abi_version, u32 struct_size, ptr context, ptr alloc, ptr free,
+  //   ptr parallel_for, i32 num_threads }
+  return StructType::get(context, {i32, i32, ptr, ptr, ptr, ptr, i32});
+}
+
+/// The services of the invoke call running on this thread. Thread-local so
+/// that concurrent invokes with different runtimes do not interfere.
+GlobalVariable *Emitter::servicesSlot() {
+  if (!services) {
+    services = new GlobalVariable(
+        module, ptr, /*isConstant=*/false, GlobalValue::InternalLinkage,
+        ConstantPointerNull::get(ptr), "__moe_services", nullptr,
+        GlobalValue::GeneralDynamicTLSModel);
+  }
+  return services;
+}
+
+/// MLIR's memref lowering (use-generic-functions) calls these for every
+/// allocation; they forward to the runtime.
+void Emitter::defineAllocationHooks() {
+  auto define = [&](StringRef name, FunctionType *type) -> Function * {
+    Function *fn = module.getFunction(name);
+    if (!fn)
+      fn = Function::Create(type, GlobalValue::InternalLinkage, name, module);
+    fn->setLinkage(GlobalValue::InternalLinkage);
+    return fn;
+  };
+  auto servicesField = [&](IRBuilder<> &b, unsigned field) {
+    Value *table = b.CreateLoad(ptr, servicesSlot());
+    Value *slot = b.CreateStructGEP(servicesType(), table, field);
+    return std::pair{table, b.CreateLoad(ptr, slot)};
+  };
+  auto callAlloc = [&](IRBuilder<> &b, Value *bytes, Value *alignment) {
+    auto [table, alloc] = servicesField(b, kServicesAlloc);
+    Value *ctx = b.CreateLoad(
+        ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
+    FunctionType *allocType = FunctionType::get(ptr, {ptr, i64, i64}, false);
+    return b.CreateCall(allocType, alloc, {ctx, bytes, alignment});
+  };
+
+  // Alignment 64 suits every vector width the CPU backend emits.
+  Function *alloc =
+      define("_mlir_memref_to_llvm_alloc", FunctionType::get(ptr, {i64}, false));
+  if (alloc->empty()) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", alloc));
+    b.CreateRet(callAlloc(b, alloc->getArg(0), ConstantInt::get(i64, 64)));
+  }
+  Function *aligned = define("_mlir_memref_to_llvm_aligned_alloc",
+                             FunctionType::get(ptr, {i64, i64}, false));
+  if (aligned->empty()) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", aligned));
+    Value *alignment = b.CreateSelect(
+        b.CreateICmpULT(aligned->getArg(0), ConstantInt::get(i64, 64)),
+        ConstantInt::get(i64, 64), aligned->getArg(0));
+    b.CreateRet(callAlloc(b, aligned->getArg(1), alignment));
+  }
+  Function *release = define("_mlir_memref_to_llvm_free",
+                             FunctionType::get(Type::getVoidTy(context), {ptr},
+                                               false));
+  if (release->empty()) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", release));
+    auto [table, freeFn] = servicesField(b, kServicesFree);
+    Value *ctx = b.CreateLoad(
+        ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
+    b.CreateCall(FunctionType::get(Type::getVoidTy(context), {ptr, ptr}, false),
+                 freeFn, {ctx, release->getArg(0)});
+    b.CreateRetVoid();
+  }
+}
+
+Value *Emitter::loadField(IRBuilder<> &b, Value *base, uint64_t byteOffset,
+                          Type *type) {
+  Value *address = b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), base, byteOffset);
+  return b.CreateLoad(type, address);
+}
+
+void Emitter::storeField(IRBuilder<> &b, Value *value, Value *base,
+                         uint64_t byteOffset) {
+  b.CreateStore(value,
+                b.CreateConstInBoundsGEP1_64(b.getInt8Ty(), base, byteOffset));
+}
+
+/// int32_t __moe_invoke_<entry>(void *const *args,
+///                              const moe_runtime_services *services)
+Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
+  Function *callee = module.getFunction(entry.name);
+  if (!callee)
+    return createStringError("entry point '%s' vanished during lowering",
+                             entry.name.c_str());
+  callee->setLinkage(GlobalValue::InternalLinkage);
+
+  FunctionType *type = FunctionType::get(i32, {ptr, ptr}, false);
+  Function *invoke = Function::Create(type, GlobalValue::InternalLinkage,
+                                      "__moe_invoke_" + entry.name, module);
+  IRBuilder<> b(BasicBlock::Create(context, "entry", invoke));
+  Value *args = invoke->getArg(0);
+  // Save and restore the slot so that a model invoked from inside another
+  // invoke on the same thread (never done by moert, but legal) still works.
+  Value *previous = b.CreateLoad(ptr, servicesSlot());
+  b.CreateStore(invoke->getArg(1), servicesSlot());
+
+  auto descriptor = [&](unsigned index) {
+    return b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, args, index));
+  };
+
+  // Lowered functions take each memref as (allocated, aligned, offset,
+  // sizes..., strides...) and scalars by value.
+  SmallVector<Value *> operands;
+  for (unsigned i = 0; i < entry.numInputs; ++i) {
+    const ArgSignature &arg = entry.args[i];
+    Value *desc = descriptor(i);
+    if (arg.isScalar) {
+      Type *scalarType = callee->getFunctionType()->getParamType(
+          operands.size());
+      Value *aligned = loadField(b, desc, kMemrefAligned, ptr);
+      Value *offset = loadField(b, desc, kMemrefOffset, i64);
+      operands.push_back(b.CreateLoad(
+          scalarType, b.CreateInBoundsGEP(scalarType, aligned, offset)));
+      continue;
+    }
+    operands.push_back(loadField(b, desc, kMemrefAllocated, ptr));
+    operands.push_back(loadField(b, desc, kMemrefAligned, ptr));
+    operands.push_back(loadField(b, desc, kMemrefOffset, i64));
+    for (size_t d = 0; d < 2 * arg.shape.size(); ++d)
+      operands.push_back(loadField(b, desc, kMemrefSizes + 8 * d, i64));
+  }
+  if (operands.size() != callee->getFunctionType()->getNumParams())
+    return createStringError(
+        "entry point '%s' was lowered to %u parameters, the ABI expects %zu",
+        entry.name.c_str(), callee->getFunctionType()->getNumParams(),
+        operands.size());
+  Value *results = b.CreateCall(callee, operands);
+
+  unsigned numResults = entry.args.size() - entry.numInputs;
+  for (unsigned j = 0; j < numResults; ++j) {
+    const ArgSignature &arg = entry.args[entry.numInputs + j];
+    Value *memref =
+        numResults == 1 ? results : b.CreateExtractValue(results, {j});
+    Value *desc = descriptor(entry.numInputs + j);
+    storeField(b, b.CreateExtractValue(memref, {0}), desc, kMemrefAllocated);
+    storeField(b, b.CreateExtractValue(memref, {1}), desc, kMemrefAligned);
+    storeField(b, b.CreateExtractValue(memref, {2}), desc, kMemrefOffset);
+    size_t rank = arg.shape.size();
+    for (size_t d = 0; d < rank; ++d) {
+      storeField(b, b.CreateExtractValue(memref, {3, unsigned(d)}), desc,
+                 kMemrefSizes + 8 * d);
+      storeField(b, b.CreateExtractValue(memref, {4, unsigned(d)}), desc,
+                 kMemrefSizes + 8 * (rank + d));
+    }
+  }
+  b.CreateStore(previous, servicesSlot());
+  b.CreateRet(ConstantInt::get(i32, MOE_ABI_OK));
+  return invoke;
+}
+
+Constant *Emitter::string(StringRef text) {
+  IRBuilder<> b(context);
+  return b.CreateGlobalString(text, ".moe.str", 0, &module);
+}
+
+Constant *Emitter::argTable(const EntrySignature &entry) {
+  // { ptr name, i32 role, i32 dtype, i32 rank, ptr shape, ptr dim_names }
+  StructType *argType = StructType::get(context, {ptr, i32, i32, i32, ptr, ptr});
+  SmallVector<Constant *> args;
+  for (const ArgSignature &arg : entry.args) {
+    SmallVector<Constant *> extents, names;
+    for (auto [extent, name] : llvm::zip(arg.shape, arg.dimNames)) {
+      extents.push_back(ConstantInt::get(i64, extent));
+      names.push_back(name.empty() ? ConstantPointerNull::get(ptr)
+                                   : string(name));
+    }
+    auto array = [&](Type *element, ArrayRef<Constant *> values,
+                     StringRef name) -> Constant * {
+      if (values.empty())
+        return ConstantPointerNull::get(ptr);
+      ArrayType *type = ArrayType::get(element, values.size());
+      return new GlobalVariable(module, type, /*isConstant=*/true,
+                                GlobalValue::PrivateLinkage,
+                                ConstantArray::get(type, values), name);
+    };
+    args.push_back(ConstantStruct::get(
+        argType, {string(arg.name), ConstantInt::get(i32, arg.role),
+                  ConstantInt::get(i32, arg.dtype),
+                  ConstantInt::get(i32, arg.shape.size()),
+                  array(i64, extents, ".moe.shape"),
+                  array(ptr, names, ".moe.dims")}));
+  }
+  ArrayType *type = ArrayType::get(argType, args.size());
+  return new GlobalVariable(module, type, /*isConstant=*/true,
+                            GlobalValue::PrivateLinkage,
+                            ConstantArray::get(type, args), ".moe.args");
+}
+
+Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
+  // Everything the compiler produced is private to the library; the ABI is
+  // the query function alone.
+  for (GlobalValue &value : module.global_values())
+    if (!value.isDeclaration() && !value.hasLocalLinkage())
+      value.setVisibility(GlobalValue::HiddenVisibility);
+  defineAllocationHooks();
+
+  // { ptr name, i32 num_args, ptr args, ptr invoke }
+  StructType *entryType = StructType::get(context, {ptr, i32, ptr, ptr});
+  SmallVector<Constant *> entryValues;
+  for (const EntrySignature &entry : entries) {
+    Expected<Function *> invoke = defineInvoke(entry);
+    if (!invoke)
+      return invoke.takeError();
+    entryValues.push_back(ConstantStruct::get(
+        entryType, {string(entry.name), ConstantInt::get(i32, entry.args.size()),
+                    argTable(entry), *invoke}));
+  }
+  ArrayType *entriesType = ArrayType::get(entryType, entryValues.size());
+  auto *entryTable = new GlobalVariable(
+      module, entriesType, /*isConstant=*/true, GlobalValue::PrivateLinkage,
+      ConstantArray::get(entriesType, entryValues), ".moe.entries");
+
+  // moe_abi_model
+  StructType *modelType = StructType::get(
+      context, {i32, i32, ptr, ptr, i32, ptr, ptr, ptr, i64, i32, ptr});
+  uint64_t modelSize = module.getDataLayout().getTypeAllocSize(modelType);
+  if (modelSize != sizeof(moe_abi_model))
+    return createStringError("moe_abi_model is %llu bytes on the target but "
+                             "%zu on the compiler's host",
+                             (unsigned long long)modelSize,
+                             sizeof(moe_abi_model));
+  Constant *model = ConstantStruct::get(
+      modelType,
+      {ConstantInt::get(i32, MOE_ABI_VERSION), ConstantInt::get(i32, modelSize),
+       string("moec 0.1.0"), string(target),
+       ConstantInt::get(i32, entryValues.size()), entryTable, string(json),
+       ConstantPointerNull::get(ptr), ConstantInt::get(i64, 0),
+       ConstantInt::get(i32, 0), ConstantPointerNull::get(ptr)});
+  auto *modelGlobal =
+      new GlobalVariable(module, modelType, /*isConstant=*/true,
+                         GlobalValue::PrivateLinkage, model, ".moe.model");
+
+  Function *query =
+      Function::Create(FunctionType::get(ptr, {}, false),
+                       GlobalValue::ExternalLinkage, MOE_ABI_QUERY_SYMBOL,
+                       module);
+  query->setVisibility(GlobalValue::DefaultVisibility);
+  IRBuilder<> b(BasicBlock::Create(context, "entry", query));
+  b.CreateRet(modelGlobal);
+  return Error::success();
+}
+
+} // namespace
+
+Error addModelABI(Module &module, ArrayRef<EntrySignature> entries,
+                  StringRef target) {
+  return Emitter(module, target).emit(entries, signaturesToJson(entries));
+}
+
+} // namespace moec

@@ -1,0 +1,137 @@
+//===- moec.cpp - The moec compiler driver --------------------------------===//
+//
+//   moec model.mlir -o model.so            compile to a shared library
+//   moec model.mlir --compile-to=lower     stop after a phase and print IR
+//   moec model.mlir --emit=llvm -o -       print LLVM IR
+//
+//===----------------------------------------------------------------------===//
+
+#include "moec/Compiler.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> inputFilename(cl::Positional,
+                                          cl::desc("<model.mlir>"),
+                                          cl::Required);
+static cl::opt<std::string>
+    outputFilename("o", cl::desc("Output file (default: <input>.so, or "
+                                 "stdout for IR)"),
+                   cl::value_desc("path"));
+static cl::opt<std::string>
+    compileTo("compile-to",
+              cl::desc("Stop after this phase and print the IR: " +
+                       moec::phaseNames()),
+              cl::value_desc("phase"));
+static cl::opt<std::string> emit("emit",
+                                 cl::desc("What to produce: mlir (the LLVM "
+                                          "dialect), llvm, obj or so"),
+                                 cl::init("so"));
+static cl::opt<std::string>
+    cpu("cpu", cl::desc("Target CPU (default: the host CPU), e.g. znver3"),
+        cl::value_desc("name"));
+static cl::opt<bool> printIRAfterAll("print-ir-after-all",
+                                     cl::desc("Print the IR after every pass"));
+
+/// Writes MLIR text to the output (stdout by default).
+static LogicalResult printModule(ModuleOp module) {
+  std::string error;
+  std::string path = outputFilename.empty() ? "-" : outputFilename.getValue();
+  std::unique_ptr<llvm::ToolOutputFile> output = openOutputFile(path, &error);
+  if (!output) {
+    llvm::errs() << "moec: " << error << "\n";
+    return failure();
+  }
+  module.print(output->os());
+  output->os() << "\n";
+  output->keep();
+  return success();
+}
+
+static int run() {
+  DialectRegistry registry;
+  moec::registerCompilerDialects(registry);
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+
+  std::string error;
+  std::unique_ptr<llvm::MemoryBuffer> input =
+      openInputFile(inputFilename, &error);
+  if (!input) {
+    llvm::errs() << "moec: " << error << "\n";
+    return 1;
+  }
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module)
+    return 1;
+
+  moec::CompileOptions options;
+  options.cpu = cpu;
+  options.printIRAfterAll = printIRAfterAll;
+
+  if (!compileTo.empty()) {
+    std::optional<moec::Phase> phase = moec::parsePhase(compileTo);
+    if (!phase) {
+      llvm::errs() << "moec: unknown phase '" << compileTo
+                   << "'; phases are " << moec::phaseNames() << "\n";
+      return 1;
+    }
+    if (failed(moec::runPhases(*module, *phase, options)))
+      return 1;
+    return failed(printModule(*module)) ? 1 : 0;
+  }
+
+  std::optional<moec::OutputKind> kind;
+  if (emit == "mlir") {
+    if (failed(moec::runPhases(*module, moec::Phase::LLVM, options)))
+      return 1;
+    return failed(printModule(*module)) ? 1 : 0;
+  }
+  if (emit == "llvm")
+    kind = moec::OutputKind::LLVMIR;
+  else if (emit == "obj")
+    kind = moec::OutputKind::Object;
+  else if (emit == "so")
+    kind = moec::OutputKind::SharedLibrary;
+  else {
+    llvm::errs() << "moec: unknown --emit=" << emit
+                 << "; expected mlir, llvm, obj or so\n";
+    return 1;
+  }
+  std::string path = outputFilename;
+  if (path.empty()) {
+    if (*kind == moec::OutputKind::LLVMIR) {
+      path = "-";
+    } else {
+      llvm::SmallString<256> derived(inputFilename.getValue());
+      llvm::sys::path::replace_extension(
+          derived, *kind == moec::OutputKind::Object ? "o" : "so");
+      path = derived.str().str();
+    }
+  }
+  return failed(moec::compileModule(*module, *kind, path, options)) ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  registerAsmPrinterCLOptions();
+  registerMLIRContextCLOptions();
+  cl::ParseCommandLineOptions(argc, argv,
+                              "moec: compile an MoE model to model.so\n");
+  return run();
+}
