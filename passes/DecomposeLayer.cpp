@@ -95,6 +95,11 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
   else
     init = createZeros(rewriter, loc, input, expertRows,
                        layer.getOutput().getType());
+  // The shared expert may know an extent the routed experts leave dynamic
+  // (or the reverse); combine needs its accumulator in the layer's type.
+  if (init.getType() != layer.getOutput().getType())
+    init = tensor::CastOp::create(rewriter, loc, layer.getOutput().getType(),
+                                  init);
   Value output =
       CombineOp::create(rewriter, loc, expertRows, rowToken, rowWeight, init);
   Value zLoss = ZLossOp::create(rewriter, loc, logits);

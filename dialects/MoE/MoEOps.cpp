@@ -6,6 +6,9 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <limits>
 
 using namespace mlir;
 using namespace moec;
@@ -16,6 +19,9 @@ RankedTensorType ranked(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
 Type elementTypeOf(Value value) { return ranked(value).getElementType(); }
+std::string shapeOf(Value value) {
+  return shapeToString(ranked(value).getShape());
+}
 
 constexpr int64_t kDynamic = ShapedType::kDynamic;
 
@@ -36,57 +42,129 @@ bool isGated(Activation activation) {
   return activation == Activation::swiglu || activation == Activation::geglu;
 }
 
+/// An extent that several operands must agree on (E, D, F, ...). The first
+/// operand with a static extent fixes it and later operands are checked
+/// against that one, so a dynamic extent in between cannot hide a mismatch
+/// between two static ones.
+struct Extent {
+  /// What the extent is, e.g. "the hidden size F".
+  StringRef kind;
+  int64_t size = kDynamic;
+  /// The operand that fixed `size`.
+  std::string source;
+
+  /// Checks dimension `dim` of `value`, named `name`, against the extent, or
+  /// fixes the extent from it. Absent values are skipped.
+  void match(ShapeChecker &check, Value value, StringRef name, int64_t dim) {
+    if (!value)
+      return;
+    check.dim(value, name, dim, size, (kind + " of '" + source + "'").str());
+    if (!isStatic(size)) {
+      size = dimOf(value, dim);
+      source = name.str();
+    }
+  }
+};
+
+/// The custom parser accepts any type for an optional operand and infers the
+/// result types before the ODS type constraints run, so inference checks the
+/// optional operands are ranked tensors before it looks at their shapes.
+void checkRankedTensors(ShapeChecker &check,
+                        ArrayRef<std::pair<Value, StringRef>> operands) {
+  for (auto [value, name] : operands)
+    if (value && !isa<RankedTensorType>(value.getType()))
+      check.fail("'", name, "' must be a ranked tensor, got ", value.getType());
+}
+
+/// Checks `operandSegmentSizes` before any adaptor getter trusts it. ODS
+/// verifies the sizes of the op but not that a required operand group holds
+/// exactly one value, and inference while parsing the custom form sees sizes
+/// written in the attr-dict that nothing has verified. Every group of the moe
+/// ops is a single or optional operand; `required` names the single ones.
+void checkSegments(ShapeChecker &check, ArrayRef<int32_t> sizes,
+                   size_t numOperands,
+                   ArrayRef<std::pair<unsigned, StringRef>> required) {
+  for (auto [index, name] : required)
+    if (sizes[index] != 1)
+      check.fail("'operandSegmentSizes' gives the required operand '", name,
+                 "' ", sizes[index], " values, expected 1");
+  int64_t total = 0;
+  for (auto [index, size] : llvm::enumerate(sizes)) {
+    if (size < 0 || size > 1)
+      check.fail("'operandSegmentSizes' gives operand group #", index, " ",
+                 size, " values, expected 0 or 1");
+    total += size;
+  }
+  if (total != static_cast<int64_t>(numOperands))
+    check.fail("'operandSegmentSizes' adds up to ", total,
+               " operands, but the op has ", numOperands);
+}
+
 /// Checks the FFN weights shared by moe.expert_ffn, moe.shared_expert and
-/// moe.layer. `grouped` weights carry a leading expert dimension of extent
-/// `experts`. Returns D_out, the output feature size.
-int64_t checkFFN(ShapeChecker &check, bool grouped, int64_t experts,
-                 Value input, Value fc1, Value fc2, Value fc3, Value fc1Bias,
-                 Value fc2Bias, Value fc3Bias, Activation activation) {
+/// moe.layer against `input` and the extents E (`experts`, used only by
+/// `grouped` weights, which carry a leading expert dimension) and D
+/// (`features`). Operands are named `prefix` + "fc1" etc. in diagnostics (the
+/// layer's shared expert uses "shared_"). `experts` is taken by value: the
+/// caller's result types follow its own operands' E, as its decomposition
+/// does. Returns D_out, the output feature size.
+int64_t checkFFN(ShapeChecker &check, bool grouped, Extent experts,
+                 Extent &features, Value input, Value fc1, Value fc2, Value fc3,
+                 Value fc1Bias, Value fc2Bias, Value fc3Bias,
+                 Activation activation, StringRef prefix = "") {
   int64_t lead = grouped ? 1 : 0;
   StringRef inLayout = grouped ? "[E, D, F]" : "[D, F]";
   StringRef outLayout = grouped ? "[E, F, D_out]" : "[F, D_out]";
-  Type element = elementTypeOf(input);
-  int64_t features = dimOf(input, ranked(input).getRank() - 1);
+  std::string fc1Name = (prefix + "fc1").str(),
+              fc2Name = (prefix + "fc2").str(),
+              fc3Name = (prefix + "fc3").str(),
+              fc1BiasName = (prefix + "fc1_bias").str(),
+              fc2BiasName = (prefix + "fc2_bias").str(),
+              fc3BiasName = (prefix + "fc3_bias").str();
 
   if (isGated(activation) && !fc3)
     check.fail("activation '", stringifyActivation(activation),
-               "' is gated and needs the 'fc3' weights");
+               "' is gated and needs the '", fc3Name, "' weights");
   if (!isGated(activation) && fc3)
-    check.fail("'fc3' is used only by gated activations (swiglu, geglu), "
-               "not by '",
+    check.fail("'", fc3Name,
+               "' is used only by gated activations (swiglu, geglu), not by '",
                stringifyActivation(activation), "'");
   if (fc3Bias && !fc3)
-    check.fail("'fc3_bias' needs 'fc3'");
+    check.fail("'", fc3BiasName, "' needs '", fc3Name, "'");
 
-  check.rank(fc1, "fc1", 2 + lead, inLayout);
-  check.rank(fc2, "fc2", 2 + lead, outLayout);
-  check.rank(fc3, "fc3", 2 + lead, inLayout);
-  check.rank(fc1Bias, "fc1_bias", 1 + lead, grouped ? "[E, F]" : "[F]");
-  check.rank(fc2Bias, "fc2_bias", 1 + lead, grouped ? "[E, D_out]" : "[D_out]");
-  check.rank(fc3Bias, "fc3_bias", 1 + lead, grouped ? "[E, F]" : "[F]");
-  for (auto [value, name] :
-       {std::pair{fc1, "fc1"}, {fc2, "fc2"}, {fc3, "fc3"},
-        {fc1Bias, "fc1_bias"}, {fc2Bias, "fc2_bias"}, {fc3Bias, "fc3_bias"}}) {
-    check.elementType(value, name, element, "input");
+  check.rank(fc1, fc1Name, 2 + lead, inLayout);
+  check.rank(fc2, fc2Name, 2 + lead, outLayout);
+  check.rank(fc3, fc3Name, 2 + lead, inLayout);
+  check.rank(fc1Bias, fc1BiasName, 1 + lead, grouped ? "[E, F]" : "[F]");
+  check.rank(fc2Bias, fc2BiasName, 1 + lead,
+             grouped ? "[E, D_out]" : "[D_out]");
+  check.rank(fc3Bias, fc3BiasName, 1 + lead, grouped ? "[E, F]" : "[F]");
+  for (auto [value, name] : {std::pair<Value, StringRef>{fc1, fc1Name},
+                             {fc2, fc2Name},
+                             {fc3, fc3Name},
+                             {fc1Bias, fc1BiasName},
+                             {fc2Bias, fc2BiasName},
+                             {fc3Bias, fc3BiasName}}) {
+    check.elementType(value, name, elementTypeOf(input), "input");
     if (grouped)
-      check.dim(value, name, 0, experts, "the number of experts");
+      experts.match(check, value, name, 0);
   }
-  check.dim(fc1, "fc1", lead, features, "the feature size D of 'input'");
-  int64_t hidden = dimOf(fc1, lead + 1);
-  check.dim(fc3, "fc3", lead, features, "the feature size D of 'input'");
-  check.dim(fc3, "fc3", lead + 1, hidden, "the hidden size F of 'fc1'");
-  check.dim(fc2, "fc2", lead, hidden, "the hidden size F of 'fc1'");
-  check.dim(fc1Bias, "fc1_bias", lead, hidden, "the hidden size F of 'fc1'");
-  check.dim(fc3Bias, "fc3_bias", lead, hidden, "the hidden size F of 'fc1'");
-  int64_t outFeatures = dimOf(fc2, lead + 1);
-  check.dim(fc2Bias, "fc2_bias", lead, outFeatures,
-            "the output size D_out of 'fc2'");
-  return outFeatures;
+  Extent hidden{"the hidden size F"}, outFeatures{"the output size D_out"};
+  features.match(check, fc1, fc1Name, lead);
+  hidden.match(check, fc1, fc1Name, lead + 1);
+  features.match(check, fc3, fc3Name, lead);
+  hidden.match(check, fc3, fc3Name, lead + 1);
+  hidden.match(check, fc2, fc2Name, lead);
+  outFeatures.match(check, fc2, fc2Name, lead + 1);
+  hidden.match(check, fc1Bias, fc1BiasName, lead);
+  hidden.match(check, fc3Bias, fc3BiasName, lead);
+  outFeatures.match(check, fc2Bias, fc2BiasName, lead);
+  return outFeatures.size;
 }
 
-/// Checks the token-choice attributes for `experts` experts.
-void checkTokenChoice(ShapeChecker &check, int64_t experts, int64_t k,
-                      int64_t numGroups, int64_t topkGroups,
+/// Checks the token-choice attributes against the experts, which are the
+/// columns of `source` (logits or the router weight), named `name`.
+void checkTokenChoice(ShapeChecker &check, Value source, StringRef name,
+                      int64_t k, int64_t numGroups, int64_t topkGroups,
                       float scalingFactor) {
   if (k < 1)
     check.fail("'k' must be >= 1, got ", k);
@@ -97,22 +175,25 @@ void checkTokenChoice(ShapeChecker &check, int64_t experts, int64_t k,
                ") must lie in [1, num_groups = ", numGroups, "]");
   if (!(scalingFactor > 0.0f))
     check.fail("'scaling_factor' must be > 0, got ", scalingFactor);
+  int64_t experts = dimOf(source, 1);
   if (!check.passed() || !isStatic(experts))
     return;
   if (experts % numGroups != 0)
-    check.fail("'num_groups' (", numGroups, ") must divide the ", experts,
-               " experts");
+    check.fail("'num_groups' (", numGroups,
+               ") must divide the number of experts (", experts, "); '", name,
+               "' has shape ", shapeOf(source));
   else if (k > topkGroups * (experts / numGroups))
     check.fail("'k' (", k, ") exceeds the ", topkGroups * (experts / numGroups),
-               " experts eligible (", experts, " experts, ", topkGroups,
-               " of ", numGroups, " groups)");
+               " experts eligible ('topk_groups' = ", topkGroups, " of ",
+               "'num_groups' = ", numGroups, " groups of ", experts / numGroups,
+               "); '", name, "' has shape ", shapeOf(source));
 }
 
 /// Checks a router-side `[E]` vector (biases on logits or selection scores).
 void checkExpertVector(ShapeChecker &check, Value vector, StringRef name,
-                       int64_t experts, Type element, StringRef reference) {
+                       Extent &experts, Type element, StringRef reference) {
   check.rank(vector, name, 1, "[E]");
-  check.dim(vector, name, 0, experts, "the number of experts");
+  experts.match(check, vector, name, 0);
   check.elementType(vector, name, element, reference);
 }
 } // namespace
@@ -126,19 +207,27 @@ LogicalResult GateOp::inferReturnTypes(MLIRContext *,
                                        Adaptor adaptor,
                                        SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(), {{0, "input"}, {1, "weight"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getBias(), "bias"}});
+  if (!check.passed())
+    return failure();
   Value input = adaptor.getInput(), weight = adaptor.getWeight();
   check.rank(input, "input", 2, "[T, D]");
   check.rank(weight, "weight", 2, "[D, E]");
   check.elementType(weight, "weight", elementTypeOf(input), "input");
-  check.dim(weight, "weight", 0, dimOf(input, 1),
-            "the feature size D of 'input'");
-  int64_t experts = dimOf(weight, 1);
+  Extent features{"the feature size D"}, experts{"the number of experts"};
+  features.match(check, input, "input", 1);
+  features.match(check, weight, "weight", 0);
+  experts.match(check, weight, "weight", 1);
   checkExpertVector(check, adaptor.getBias(), "bias", experts,
                     elementTypeOf(input), "input");
   if (!check.passed())
     return failure();
-  inferred.push_back(
-      RankedTensorType::get({dimOf(input, 0), experts}, elementTypeOf(input)));
+  inferred.push_back(RankedTensorType::get({dimOf(input, 0), experts.size},
+                                           elementTypeOf(input)));
   return success();
 }
 
@@ -179,14 +268,18 @@ LogicalResult TokenChoiceOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkRankedTensors(check, {{adaptor.getBias(), "bias"}});
+  if (!check.passed())
+    return failure();
   Value logits = adaptor.getLogits();
   check.rank(logits, "logits", 2, "[T, E]");
-  int64_t experts = dimOf(logits, 1);
   Type element = elementTypeOf(logits);
+  Extent experts{"the number of experts"};
+  experts.match(check, logits, "logits", 1);
   checkExpertVector(check, adaptor.getBias(), "bias", experts, element,
                     "logits");
   int64_t k = adaptor.getK();
-  checkTokenChoice(check, experts, k, adaptor.getNumGroups(),
+  checkTokenChoice(check, logits, "logits", k, adaptor.getNumGroups(),
                    adaptor.getTopkGroups(),
                    adaptor.getScalingFactor().convertToFloat());
   if (!check.passed())
@@ -209,14 +302,21 @@ LogicalResult ExpertChoiceOp::inferReturnTypes(
   ShapeChecker check(location, getOperationName());
   Value logits = adaptor.getLogits();
   check.rank(logits, "logits", 2, "[T, E]");
+  int64_t tokens = dimOf(logits, 0), experts = dimOf(logits, 1);
+  // The capacity divides by E, and a plan of no experts is useless.
+  if (check.passed() && experts == 0)
+    check.fail("'logits' must have at least one expert column, got ",
+               logits.getType());
+  int64_t rows = kDynamic;
+  if (check.passed() && isStatic(tokens) && isStatic(experts)) {
+    int64_t capacity = expertChoiceCapacity(
+        adaptor.getCapacityFactor().convertToDouble(), tokens, experts);
+    if (llvm::MulOverflow(experts, capacity, rows))
+      check.fail("the row count E * C overflows int64; 'logits' has shape ",
+                 shapeOf(logits));
+  }
   if (!check.passed())
     return failure();
-  int64_t tokens = dimOf(logits, 0), experts = dimOf(logits, 1);
-  int64_t rows = kDynamic;
-  if (isStatic(tokens) && isStatic(experts))
-    rows = experts * expertChoiceCapacity(
-                         adaptor.getCapacityFactor().convertToDouble(), tokens,
-                         experts);
   Type element = elementTypeOf(logits);
   inferred.push_back(i32Vector(context, rows));
   inferred.push_back(RankedTensorType::get({rows}, element));
@@ -238,22 +338,31 @@ LogicalResult DispatchOp::inferReturnTypes(MLIRContext *context,
   Value indices = adaptor.getIndices(), weights = adaptor.getWeights();
   check.rank(indices, "indices", 2, "[T, k]");
   check.rank(weights, "weights", 2, "[T, k]");
-  check.dim(weights, "weights", 0, dimOf(indices, 0),
-            "the token count of 'indices'");
-  check.dim(weights, "weights", 1, dimOf(indices, 1), "k of 'indices'");
-  int64_t experts = adaptor.getNumExperts();
-  int64_t k = dimOf(indices, 1);
+  Extent tokens{"the token count T"}, choices{"k"};
+  tokens.match(check, indices, "indices", 0);
+  tokens.match(check, weights, "weights", 0);
+  choices.match(check, indices, "indices", 1);
+  choices.match(check, weights, "weights", 1);
+  int64_t experts = adaptor.getNumExperts(), k = choices.size;
   if (check.passed() && isStatic(k) && k > experts)
-    check.fail("each token chooses ", k, " experts but there are only ",
-               experts);
+    check.fail("each token chooses k = ", k, " experts but 'num_experts' is ",
+               experts, "; 'indices' has shape ", shapeOf(indices));
+  if (check.passed() && experts == std::numeric_limits<int64_t>::max())
+    check.fail("'num_experts' (", experts,
+               ") leaves no E + 1 extent for 'offsets'");
+  int64_t assignments;
+  if (check.passed() && isStatic(tokens.size) && isStatic(k) &&
+      llvm::MulOverflow(tokens.size, k, assignments))
+    check.fail("the row count T * k overflows int64; 'indices' has shape ",
+               shapeOf(indices), ", 'weights' has shape ", shapeOf(weights));
   if (!check.passed())
     return failure();
-  int64_t tokens = mergeDims(dimOf(indices, 0), dimOf(weights, 0));
   int64_t rows = kDynamic;
-  if (isStatic(tokens) && isStatic(k)) {
+  if (isStatic(tokens.size) && isStatic(k)) {
     std::optional<double> factor =
         capacityFactorOf(adaptor.getCapacityFactorAttr());
-    rows = tokenChoiceRows(tokens, k, experts, factor ? &*factor : nullptr);
+    rows =
+        tokenChoiceRows(tokens.size, k, experts, factor ? &*factor : nullptr);
   }
   inferred.push_back(i32Vector(context, rows));
   inferred.push_back(RankedTensorType::get({rows}, elementTypeOf(weights)));
@@ -317,22 +426,34 @@ LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "input"}, {1, "offsets"}, {2, "fc1"}, {3, "fc2"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getFc3(), "fc3"},
+                             {adaptor.getFc1Bias(), "fc1_bias"},
+                             {adaptor.getFc2Bias(), "fc2_bias"},
+                             {adaptor.getFc3Bias(), "fc3_bias"}});
+  if (!check.passed())
+    return failure();
   Value input = adaptor.getInput(), offsets = adaptor.getOffsets();
   check.rank(input, "input", 2, "[R, D]");
   check.rank(offsets, "offsets", 1, "[E + 1]");
   if (!check.passed())
     return failure();
-  int64_t experts = dimOf(offsets, 0);
-  if (isStatic(experts) && experts < 2)
+  Extent experts{"the number of experts", dimOf(offsets, 0), "offsets"};
+  if (isStatic(experts.size) && experts.size < 2)
     check.fail("'offsets' must have E + 1 >= 2 entries, got ",
                offsets.getType());
-  if (isStatic(experts))
-    experts -= 1;
-  int64_t outFeatures =
-      checkFFN(check, /*grouped=*/true, experts, input, adaptor.getFc1(),
-               adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
-               adaptor.getFc2Bias(), adaptor.getFc3Bias(),
-               adaptor.getActivation());
+  if (isStatic(experts.size))
+    experts.size -= 1;
+  Extent features{"the feature size D"};
+  features.match(check, input, "input", 1);
+  int64_t outFeatures = checkFFN(
+      check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
+      adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
+      adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
   if (!check.passed())
     return failure();
   inferred.push_back(RankedTensorType::get({dimOf(input, 0), outFeatures},
@@ -351,11 +472,12 @@ LogicalResult CombineOp::verify() {
   check.rank(getRowToken(), "row_token", 1, "[R]");
   check.rank(getRowWeight(), "row_weight", 1, "[R]");
   check.rank(init, "init", 2, "[T, D]");
-  check.dim(getRowToken(), "row_token", 0, dimOf(input, 0),
-            "the row count R of 'input'");
-  check.dim(getRowWeight(), "row_weight", 0, dimOf(input, 0),
-            "the row count R of 'input'");
-  check.dim(init, "init", 1, dimOf(input, 1), "the feature size of 'input'");
+  Extent rows{"the row count R"}, features{"the feature size D"};
+  rows.match(check, input, "input", 0);
+  rows.match(check, getRowToken(), "row_token", 0);
+  rows.match(check, getRowWeight(), "row_weight", 0);
+  features.match(check, input, "input", 1);
+  features.match(check, init, "init", 1);
   check.elementType(getRowWeight(), "row_weight", elementTypeOf(input),
                     "input");
   check.elementType(init, "init", elementTypeOf(input), "input");
@@ -370,16 +492,27 @@ LogicalResult SharedExpertOp::inferReturnTypes(
     MLIRContext *, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "input"}, {1, "fc1"}, {2, "fc2"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check,
+                     {{adaptor.getFc3(), "fc3"}, {adaptor.getGate(), "gate"}});
+  if (!check.passed())
+    return failure();
   Value input = adaptor.getInput(), gate = adaptor.getGate();
   check.rank(input, "input", 2, "[T, D]");
   if (!check.passed())
     return failure();
-  int64_t outFeatures = checkFFN(
-      check, /*grouped=*/false, /*experts=*/kDynamic, input, adaptor.getFc1(),
-      adaptor.getFc2(), adaptor.getFc3(), Value(), Value(), Value(),
-      adaptor.getActivation());
+  Extent features{"the feature size D"};
+  features.match(check, input, "input", 1);
+  int64_t outFeatures =
+      checkFFN(check, /*grouped=*/false, Extent(), features, input,
+               adaptor.getFc1(), adaptor.getFc2(), adaptor.getFc3(), Value(),
+               Value(), Value(), adaptor.getActivation());
   check.rank(gate, "gate", 2, "[D, 1]");
-  check.dim(gate, "gate", 0, dimOf(input, 1), "the feature size D of 'input'");
+  features.match(check, gate, "gate", 0);
   check.dim(gate, "gate", 1, 1, "one gate value per token");
   check.elementType(gate, "gate", elementTypeOf(input), "input");
   if (!check.passed())
@@ -407,8 +540,9 @@ LogicalResult LoadBalancingLossOp::inferReturnTypes(
   ShapeChecker check(location, getOperationName());
   check.rank(adaptor.getProbs(), "probs", 2, "[T, E]");
   check.rank(adaptor.getIndices(), "indices", 2, "[T, k]");
-  check.dim(adaptor.getIndices(), "indices", 0, dimOf(adaptor.getProbs(), 0),
-            "the token count of 'probs'");
+  Extent tokens{"the token count T"};
+  tokens.match(check, adaptor.getProbs(), "probs", 0);
+  tokens.match(check, adaptor.getIndices(), "indices", 0);
   if (!check.passed())
     return failure();
   inferred.push_back(f32Scalar(context));
@@ -431,6 +565,9 @@ LogicalResult RoutingStatsOp::inferReturnTypes(
     MLIRContext *context, std::optional<Location> location, Adaptor adaptor,
     SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkRankedTensors(check, {{adaptor.getIndices(), "indices"}});
+  if (!check.passed())
+    return failure();
   Value offsets = adaptor.getOffsets();
   check.rank(offsets, "offsets", 1, "[E + 1]");
   check.rank(adaptor.getIndices(), "indices", 2, "[T, k]");
@@ -455,6 +592,23 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
                                         Adaptor adaptor,
                                         SmallVectorImpl<Type> &inferred) {
   ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "input"}, {1, "router_weight"}, {4, "fc1"}, {5, "fc2"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getRouterBias(), "router_bias"},
+                             {adaptor.getSelectionBias(), "selection_bias"},
+                             {adaptor.getFc3(), "fc3"},
+                             {adaptor.getFc1Bias(), "fc1_bias"},
+                             {adaptor.getFc2Bias(), "fc2_bias"},
+                             {adaptor.getFc3Bias(), "fc3_bias"},
+                             {adaptor.getSharedFc1(), "shared_fc1"},
+                             {adaptor.getSharedFc2(), "shared_fc2"},
+                             {adaptor.getSharedFc3(), "shared_fc3"},
+                             {adaptor.getSharedGate(), "shared_gate"}});
+  if (!check.passed())
+    return failure();
   Value input = adaptor.getInput(), router = adaptor.getRouterWeight();
   check.rank(input, "input", 2, "[T, D]");
   check.rank(router, "router_weight", 2, "[D, E]");
@@ -462,18 +616,21 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
     return failure();
   Type element = elementTypeOf(input);
   check.elementType(router, "router_weight", element, "input");
-  check.dim(router, "router_weight", 0, dimOf(input, 1),
-            "the feature size D of 'input'");
-  int64_t experts = dimOf(router, 1);
+  Extent features{"the feature size D"}, experts{"the number of experts"};
+  features.match(check, input, "input", 1);
+  features.match(check, router, "router_weight", 0);
+  experts.match(check, router, "router_weight", 1);
+  if (check.passed() && experts.size == 0)
+    check.fail("'router_weight' must have at least one expert column, got ",
+               router.getType());
   checkExpertVector(check, adaptor.getRouterBias(), "router_bias", experts,
                     element, "input");
   checkExpertVector(check, adaptor.getSelectionBias(), "selection_bias",
                     experts, element, "input");
-  int64_t outFeatures =
-      checkFFN(check, /*grouped=*/true, experts, input, adaptor.getFc1(),
-               adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
-               adaptor.getFc2Bias(), adaptor.getFc3Bias(),
-               adaptor.getActivation());
+  int64_t outFeatures = checkFFN(
+      check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
+      adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
+      adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
 
   Value sharedFc1 = adaptor.getSharedFc1(), sharedFc2 = adaptor.getSharedFc2();
   if (!sharedFc1 != !sharedFc2)
@@ -482,21 +639,20 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
     check.fail("'shared_fc3' and 'shared_gate' need 'shared_fc1' and "
                "'shared_fc2'");
   if (sharedFc1 && check.passed()) {
-    ShapeChecker shared(location, getOperationName());
-    int64_t sharedOut = checkFFN(shared, /*grouped=*/false, kDynamic, input,
-                                 sharedFc1, sharedFc2, adaptor.getSharedFc3(),
-                                 Value(), Value(), Value(),
-                                 adaptor.getActivation());
-    if (shared.passed() && !dimsCompatible(sharedOut, outFeatures))
-      check.fail("the shared expert's output size (", sharedOut,
-                 ") differs from the experts' (", outFeatures, ")");
-    if (!shared.passed())
-      return failure();
+    int64_t sharedOut =
+        checkFFN(check, /*grouped=*/false, Extent(), features, input, sharedFc1,
+                 sharedFc2, adaptor.getSharedFc3(), Value(), Value(), Value(),
+                 adaptor.getActivation(), "shared_");
+    if (check.passed() && !dimsCompatible(sharedOut, outFeatures))
+      check.fail("the shared expert's output size D_out (", sharedOut,
+                 ") differs from the experts' (", outFeatures,
+                 "); 'shared_fc2' has shape ", shapeOf(sharedFc2),
+                 ", 'fc2' has shape ", shapeOf(adaptor.getFc2()));
+    outFeatures = mergeDims(outFeatures, sharedOut);
   }
   Value gate = adaptor.getSharedGate();
   check.rank(gate, "shared_gate", 2, "[D, 1]");
-  check.dim(gate, "shared_gate", 0, dimOf(input, 1),
-            "the feature size D of 'input'");
+  features.match(check, gate, "shared_gate", 0);
   check.dim(gate, "shared_gate", 1, 1, "one gate value per token");
   check.elementType(gate, "shared_gate", element, "input");
 
@@ -508,18 +664,28 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
                " needs a 'seed' operand to draw the jitter");
 
   if (adaptor.getRouting() == Routing::token_choice) {
-    checkTokenChoice(check, experts, adaptor.getK(), adaptor.getNumGroups(),
-                     adaptor.getTopkGroups(),
+    // The layer stands for moe.token_choice + moe.dispatch, and dispatch
+    // takes the number of experts as an attribute.
+    if (check.passed() && !isStatic(dimOf(router, 1)))
+      check.fail("token_choice routing needs a static number of experts; "
+                 "'router_weight' has shape ",
+                 shapeOf(router));
+    checkTokenChoice(check, router, "router_weight", adaptor.getK(),
+                     adaptor.getNumGroups(), adaptor.getTopkGroups(),
                      adaptor.getScalingFactor().convertToFloat());
   } else {
     if (!adaptor.getCapacityFactorAttr())
       check.fail("expert_choice routing needs a 'capacity_factor'");
+    // Expert choice has no such knobs; accepting them would silently ignore
+    // them (the defaults are indistinguishable from their absence).
     if (adaptor.getSelectionBias() || adaptor.getNumGroups() != 1 ||
-        adaptor.getBatchPrioritized() || adaptor.getNormalize() ||
-        adaptor.getK() != 1 || adaptor.getScore() != ScoreFunction::softmax)
+        adaptor.getTopkGroups() != 1 || adaptor.getBatchPrioritized() ||
+        adaptor.getNormalize() || adaptor.getK() != 1 ||
+        adaptor.getScore() != ScoreFunction::softmax ||
+        !adaptor.getScalingFactor().isExactlyValue(1.0))
       check.fail("expert_choice routing takes none of 'selection_bias', "
-                 "'k', 'score', 'normalize', 'num_groups' and "
-                 "'batch_prioritized'");
+                 "'k', 'score', 'normalize', 'num_groups', 'topk_groups', "
+                 "'scaling_factor' and 'batch_prioritized'");
   }
   if (!check.passed())
     return failure();
@@ -527,7 +693,7 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
       RankedTensorType::get({dimOf(input, 0), outFeatures}, element));
   inferred.push_back(f32Scalar(context));
   inferred.push_back(f32Scalar(context));
-  inferred.push_back(i64Tensor(context, {experts}));
+  inferred.push_back(i64Tensor(context, {experts.size}));
   inferred.push_back(i64Tensor(context, {}));
   return success();
 }

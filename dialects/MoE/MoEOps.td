@@ -62,13 +62,19 @@ def MoE_TokenChoiceOp : MoE_Op<"token_choice", [Pure, InferTypeWithDefaults]> {
     2. Selection scores are `probs + bias` when the optional `bias` (`[E]`)
        is given. The bias steers selection only (DeepSeek-V3's auxiliary-loss
        free balancing); it never enters the weights.
-    3. With `num_groups = G > 1` the experts form `G` equal groups; each
-       group's score is the sum of its two best selection scores, and only
-       the `topk_groups` best groups stay eligible (device-limited routing).
+    3. With `num_groups = G > 1` the experts form `G` groups of `E / G`
+       consecutive experts; each group's score is the sum of its two best
+       selection scores (its only score when a group has one expert), and
+       only the `topk_groups` best groups stay eligible (device-limited
+       routing; ties go to the lower group index).
     4. `indices` are the `k` eligible experts with the highest selection
        scores, best first; ties go to the lower expert index.
-    5. `weights = probs[indices]`, divided by their sum when `normalize` is
-       set (Mixtral renormalisation), then multiplied by `scaling_factor`.
+    5. `weights = probs[indices]`, divided by their plain sum when
+       `normalize` is set (Mixtral renormalisation), then multiplied by
+       `scaling_factor`.
+
+    Routing is computed in `f32` whatever the logits' type, and results are
+    rounded to it at the end.
 
     Results: `weights` (`[T, k]`, logits' type), `indices` (`[T, k]`, i32)
     and `probs` (`[T, E]`), which the load-balancing loss needs.
@@ -153,7 +159,9 @@ def MoE_DispatchOp : MoE_Op<"dispatch", [Pure, InferTypeWithDefaults]> {
     `weights[t, 0]` (Batch Prioritized Routing, Riquelme et al. 2021; ties to
     the lower token index). Dropped assignments simply have no row; the
     token's other choices still count. Within an expert, rows are in
-    increasing token order. Entries of `indices` must lie in `[0, E)`.
+    increasing token order. Entries of `indices` must lie in `[0, E)` and the
+    `k` experts of one token must be distinct (as top-k routing guarantees).
+    Weights of the kept assignments are not renormalised.
 
     Example:
 
@@ -203,7 +211,7 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
 
     ```
     h = act(x @ fc1[e] + fc1_bias[e])                    relu, gelu, gelu_tanh, silu
-    h = act(x @ fc1[e] + fc1_bias[e]) * (x @ fc3[e] + fc3_bias[e])   swiglu (act = silu), geglu (act = gelu)
+    h = act(x @ fc1[e] + fc1_bias[e]) * (x @ fc3[e] + fc3_bias[e])   swiglu (act = silu), geglu (act = exact gelu)
     y = h @ fc2[e] + fc2_bias[e]
     ```
 
@@ -303,9 +311,10 @@ def MoE_LoadBalancingLossOp : MoE_Op<"load_balancing_loss",
     `E * sum_e f_e * P_e` where `f_e` is the fraction of the `T * k`
     assignments in `indices` (`[T, k]`, before any capacity limit) that go
     to expert `e` and `P_e` is the mean over tokens of `probs[:, e]`
-    (`probs` is `[T, E]`). It equals 1 for perfectly uniform routing and
-    grows as routing collapses onto few experts; its gradient flows through
-    `probs` only. The result is a 0-d `f32` tensor.
+    (`probs` is `[T, E]`). With softmax probabilities it equals 1 for
+    perfectly uniform routing and grows as routing collapses onto few
+    experts; sigmoid probabilities are used as they are. Its gradient flows
+    through `probs` only. The result is a 0-d `f32` tensor, 0 when `T = 0`.
 
     Example:
 
@@ -325,7 +334,7 @@ def MoE_ZLossOp : MoE_Op<"z_loss", [Pure, InferTypeOpAdaptor]> {
   let description = [{
     `mean_t (logsumexp_e logits[t, e])^2` over the router logits
     (`[T, E]`); it keeps logits small so that the router's softmax stays
-    numerically stable. The result is a 0-d `f32` tensor.
+    numerically stable. The result is a 0-d `f32` tensor, 0 when `T = 0`.
 
     Example:
 
@@ -391,10 +400,12 @@ def MoE_LayerOp : MoE_Op<"layer",
     optional `capacity_factor` with `batch_prioritized`; or `expert_choice`
     with a required `capacity_factor`) and the expert `activation`.
 
-    Results: the layer output (`[T, D]`), the load-balancing loss and the
-    router z-loss (0-d f32; the load-balancing loss is 0 for expert choice,
-    which is balanced by construction), tokens per expert (`[E]`, i64) and
-    dropped assignments (0-d i64). `moe-decompose-layer` rewrites the op into
+    Results: the layer output (`[T, D_out]`), the load-balancing loss and
+    the router z-loss (0-d f32, both computed from the router logits after
+    `router_bias` and jitter; the load-balancing loss is 0 for expert choice,
+    which is balanced by construction), tokens per expert (`[E]`, i64; `C`
+    each for expert choice) and dropped assignments (0-d i64; 0 for expert
+    choice). `moe-decompose-layer` rewrites the op into
     the fine-grained ops of this dialect.
 
     Example (Mixtral: top-2 renormalised, SwiGLU, dropless):
@@ -433,6 +444,7 @@ def MoE_LayerOp : MoE_Op<"layer",
   let assemblyFormat = [{
     $routing $input `:` type($input)
     `router` $router_weight `:` type($router_weight)
+    (`score` $score^)?
     (`router_bias` $router_bias^ `:` type($router_bias))?
     (`selection_bias` $selection_bias^ `:` type($selection_bias))?
     `experts` $activation $fc1 `:` type($fc1) `,` $fc2 `:` type($fc2)

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace moec::moe {
 
@@ -23,18 +24,26 @@ inline int64_t tokenChoiceCapacity(double factor, int64_t tokens, int64_t k,
   double slots = ((factor * static_cast<double>(tokens)) *
                   static_cast<double>(k)) /
                  static_cast<double>(experts);
+  // Converting a double beyond int64 is undefined; a capacity that large (an
+  // infinite factor, or NaN from inf * 0 tokens) cannot bind anyway.
+  if (!(slots < 0x1p63))
+    return std::numeric_limits<int64_t>::max();
   return static_cast<int64_t>(std::ceil(slots));
 }
 
 /// Rows of a token-choice row plan: every assignment when dropless, otherwise
-/// no more than the experts' total capacity.
+/// min(T * k, E * C), no more than the experts' total capacity. T * k must
+/// fit in int64.
 inline int64_t tokenChoiceRows(int64_t tokens, int64_t k, int64_t experts,
                                const double *capacityFactor) {
+  int64_t assignments = tokens * k;
   if (!capacityFactor)
-    return tokens * k;
-  return std::min(tokens * k, experts * tokenChoiceCapacity(*capacityFactor,
-                                                            tokens, k,
-                                                            experts));
+    return assignments;
+  int64_t capacity = tokenChoiceCapacity(*capacityFactor, tokens, k, experts);
+  // E * C >= T * k exactly when C >= ceil(T * k / E); testing it that way
+  // keeps a huge C from overflowing E * C.
+  int64_t needed = assignments / experts + (assignments % experts != 0);
+  return capacity >= needed ? assignments : experts * capacity;
 }
 
 /// Tokens each expert takes under expert-choice routing:

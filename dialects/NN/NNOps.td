@@ -275,7 +275,8 @@ def NN_RotaryOp : NN_Op<"rotary",
     `rotary_dim` features are rotated (all of them when `rotary_dim` is 0,
     the default) and the rest pass through. Pairs are `(i, i + rotary_dim/2)`
     (the "rotate half" layout of GPT-NeoX and Llama), or adjacent features
-    `(2i, 2i+1)` with `interleaved` (GPT-J layout).
+    `(2i, 2i+1)` with `interleaved` (GPT-J layout). A pair `(a, b)` becomes
+    `(a cos - b sin, a sin + b cos)`.
 
     `positions` (`[seq]` or `[batch, seq]`, integer) gives each token's
     position; without it positions are `0 .. seq-1`.
@@ -303,14 +304,16 @@ def NN_RotaryOp : NN_Op<"rotary",
 def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor]> {
   let summary = "scaled dot-product multi-head attention, grouped-query allowed";
   let description = [{
-    `softmax(q k^T * scale + mask) v` per head, with `q` of shape
+    `softmax(q k^T * scale + causal_mask) v` per head, with `q` of shape
     `[batch, seq_q, heads, head_dim]` and `k`, `v` of shape
     `[batch, seq_kv, kv_heads, head_dim]`. `heads` must be a multiple of
     `kv_heads`: query head `h` reads key/value head `h / (heads / kv_heads)`
     (grouped-query attention; `kv_heads == 1` is multi-query). With `causal`
     (the default) query `i` sees keys `j <= i + seq_kv - seq_q`, which is the
     usual causal mask when `seq_q == seq_kv` and the right mask for decoding
-    against a cache. `scale` defaults to `1/sqrt(head_dim)` when 0.
+    against a cache; a query that sees no key at all (possible when
+    `seq_q > seq_kv`) outputs zeros. `scale` defaults to `1/sqrt(head_dim)`
+    when 0.
 
     Example:
 
@@ -391,7 +394,8 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
     `sum(mask * loss) / max(sum(mask), 1)`. `mask` (same shape as
     `targets`, same element type as `logits`) is optional: without it every
     position counts. This is how instruction tuning restricts the loss to
-    response tokens.
+    response tokens. Targets outside `[0, vocab)` are undefined behaviour,
+    as for `nn.embedding`.
 
     Example:
 
