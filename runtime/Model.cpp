@@ -322,7 +322,10 @@ moe_status *moe_model_load(const char *path, moe_model **out) {
     checkElfFile(path);
     ModelRef model(new moe_model);
     model->path = path;
-    model->library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    // A bare file name would send dlopen() searching the library path; the
+    // caller means the file in the current directory.
+    std::string file = std::strchr(path, '/') ? path : std::string("./") + path;
+    model->library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!model->library)
       fail(MOE_STATUS_INCOMPATIBLE_MODEL, "cannot load model '{}': {}", path,
            dlerror());
