@@ -57,4 +57,144 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   ];
 }
 
+def ConvertNNToLinalg : Pass<"convert-nn-to-linalg", "::mlir::func::FuncOp"> {
+  let summary = "lower nn ops to linalg, tensor, arith and math on tensors";
+  let description = [{
+    Rewrites every `nn` op into upstream ops on tensors: `linalg.generic`
+    and named linalg ops (matmul, transpose, fill, reductions),
+    `tensor.collapse_shape` / `expand_shape` / `empty`, `arith` and `math`.
+    Elementwise ops become `linalg.generic` with broadcasting indexing maps;
+    normalisations, softmax and cross-entropy become reductions followed by
+    elementwise generics; attention becomes two contractions around a masked
+    softmax; `f16`/`bf16` operands compute in `f32` inside the generics.
+    After the pass no `nn` op remains; an op it cannot lower (for example
+    attention with dynamic head counts) is reported as an error.
+
+    Example:
+
+    ```mlir
+    %y = nn.relu %x : tensor<?x64xf32>
+    ```
+
+    becomes
+
+    ```mlir
+    %empty = tensor.empty(%d0) : tensor<?x64xf32>
+    %y = linalg.generic {indexing_maps = [#id, #id],
+                         iterator_types = ["parallel", "parallel"]}
+        ins(%x : tensor<?x64xf32>) outs(%empty : tensor<?x64xf32>) {
+    ^bb0(%in: f32, %out: f32):
+      %zero = arith.constant 0.0 : f32
+      %r = arith.maximumf %in, %zero : f32
+      linalg.yield %r : f32
+    } -> tensor<?x64xf32>
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
+  let summary = "lower moe ops to linalg, tensor, scf, arith and math";
+  let description = [{
+    Rewrites every fine-grained `moe` op (run `moe-decompose-layer` first)
+    into upstream ops. The dense parts stay on tensors so that later phases
+    tile and vectorise them: `moe.gate` is a matmul (plus a counter-based
+    uniform jitter), `moe.expert_ffn` is a loop over experts whose body is a
+    pair of matmuls on the expert's row segment, `moe.permute` is a gather.
+    The control-heavy parts (top-k selection, capacity-limited dispatch with
+    priority, combine's scatter-add, counters) become `scf` loops.
+
+    Example:
+
+    ```mlir
+    %xs = moe.permute %x, %rt : tensor<?x64xf32>, tensor<?xi32>
+    ```
+
+    becomes a `linalg.generic` over `[R, D]` whose body reads
+    `tensor.extract %x[%token, %d]` (or yields 0 when `%token` is -1).
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def MoECPUTileAndVectorize
+    : Pass<"moe-cpu-tile-and-vectorize", "::mlir::ModuleOp"> {
+  let summary = "register-blocked, vectorised, parallel schedule for matmuls";
+  let description = [{
+    Applies a transform-dialect schedule to every `linalg.matmul` on
+    tensors: an `scf.forall` over blocks of 96 rows (the unit of parallel
+    work), 128-column panels, 6-row micro tiles peeled so that full tiles
+    need no masks, 16-column vectors and a K loop of single steps whose
+    accumulator `loop-invariant-subset-hoisting` then keeps in registers. Edge
+    tiles of dynamic extents are vectorised with masks. Other linalg ops are
+    left to the loop lowering and LLVM's vectoriser.
+
+    Example: `linalg.matmul ins(%a, %b : tensor<?x512xf32>, tensor<512x512xf32>)`
+    becomes `scf.forall` / `scf.for` nests around
+    `vector.transfer_read ... : tensor<?x512xf32>, vector<6x16x1xf32>` and
+    `arith.mulf` / `arith.addf` on `vector<6x16xf32>`.
+  }];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect",
+    "::mlir::transform::TransformDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def MoEOutlineParallelLoops
+    : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
+  let summary = "run scf.parallel loops on the runtime's threads";
+  let description = [{
+    Outlines the body of every outermost one-dimensional `scf.parallel`
+    (after bufferization) into `@__moe_par_body_N(%begin, %end, %lb, %step,
+    %captures...)` and replaces the loop by a call to the declaration
+    `@__moe_par_dispatch_N(%iterations, %lb, %step, %captures...)`. The model
+    emitter defines the dispatch function in LLVM IR: it packs its arguments
+    into a closure and calls the runtime's `parallel_for` service, whose
+    workers run chunks of iterations through the body. Constants are cloned
+    into the body instead of being captured.
+
+    Example:
+
+    ```mlir
+    scf.parallel (%i) = (%c0) to (%n) step (%c96) {
+      "use"(%i, %buffer) : (index, memref<?x512xf32>) -> ()
+    }
+    ```
+
+    becomes
+
+    ```mlir
+    %count = arith.ceildivsi (%n - %c0), %c96
+    func.call @__moe_par_dispatch_0(%count, %c0, %c96, %buffer)
+    func.func private @__moe_par_body_0(%begin: index, %end: index,
+        %lb: index, %step: index, %buffer: memref<?x512xf32>) {
+      scf.for %j = %begin to %end step %c1 {
+        %i = %lb + %j * %step
+        "use"(%i, %buffer) : (index, memref<?x512xf32>) -> ()
+      }
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 #endif // MOEC_PASSES

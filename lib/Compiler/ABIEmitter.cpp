@@ -25,7 +25,11 @@ namespace {
 /// int64 are 8 bytes on every supported target.
 constexpr uint64_t kMemrefAllocated = 0, kMemrefAligned = 8,
                    kMemrefOffset = 16, kMemrefSizes = 24;
-constexpr unsigned kServicesContext = 2, kServicesAlloc = 3, kServicesFree = 4;
+constexpr unsigned kServicesContext = 2, kServicesAlloc = 3, kServicesFree = 4,
+                   kServicesParallelFor = 5;
+/// Names shared with moe-outline-parallel-loops.
+constexpr StringLiteral kDispatchPrefix = "__moe_par_dispatch_",
+                        kBodyPrefix = "__moe_par_body_";
 
 class Emitter {
 public:
@@ -40,6 +44,8 @@ private:
   GlobalVariable *servicesSlot();
   StructType *servicesType();
   void defineAllocationHooks();
+  void defineBF16Truncation();
+  Error defineParallelDispatch(Function *dispatch);
   Expected<Function *> defineInvoke(const EntrySignature &entry);
   Constant *string(StringRef text);
   Constant *argTable(const EntrySignature &entry);
@@ -126,6 +132,91 @@ void Emitter::defineAllocationHooks() {
                  freeFn, {ctx, release->getArg(0)});
     b.CreateRetVoid();
   }
+}
+
+/// Defines __moe_par_dispatch_N(n, lb, step, captures...), declared by
+/// moe-outline-parallel-loops: its arguments (and the services of the calling
+/// thread) go into a closure on the stack, and parallel_for runs a trampoline
+/// that calls __moe_par_body_N(begin, end, lb, step, captures...) per chunk.
+/// Workers are other threads, so the trampoline installs the services in
+/// their thread-local slot for the allocation hooks.
+Error Emitter::defineParallelDispatch(Function *dispatch) {
+  StringRef id = dispatch->getName().drop_front(kDispatchPrefix.size());
+  Function *body = module.getFunction((kBodyPrefix + id).str());
+  FunctionType *dispatchType = dispatch->getFunctionType();
+  if (!body || body->getFunctionType()->getNumParams() !=
+                   dispatchType->getNumParams() + 1)
+    return createStringError("parallel loop %s has no matching body",
+                             dispatch->getName().str().c_str());
+  SmallVector<Type *> fields = {ptr};
+  for (unsigned i = 1; i < dispatchType->getNumParams(); ++i)
+    fields.push_back(dispatchType->getParamType(i));
+  StructType *closureType = StructType::get(context, fields);
+  Type *voidType = Type::getVoidTy(context);
+  FunctionType *trampolineType = FunctionType::get(voidType, {ptr, i64, i64},
+                                                   false);
+
+  Function *trampoline =
+      Function::Create(trampolineType, GlobalValue::InternalLinkage,
+                       "__moe_par_trampoline_" + id, module);
+  {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", trampoline));
+    Value *closure = trampoline->getArg(0);
+    Value *previous = b.CreateLoad(ptr, servicesSlot());
+    b.CreateStore(
+        b.CreateLoad(ptr, b.CreateStructGEP(closureType, closure, 0)),
+        servicesSlot());
+    SmallVector<Value *> args = {trampoline->getArg(1), trampoline->getArg(2)};
+    for (unsigned i = 1; i < fields.size(); ++i)
+      args.push_back(b.CreateLoad(fields[i],
+                                  b.CreateStructGEP(closureType, closure, i)));
+    b.CreateCall(body, args);
+    b.CreateStore(previous, servicesSlot());
+    b.CreateRetVoid();
+  }
+
+  dispatch->setLinkage(GlobalValue::InternalLinkage);
+  dispatch->setVisibility(GlobalValue::DefaultVisibility);
+  IRBuilder<> b(BasicBlock::Create(context, "entry", dispatch));
+  Value *closure = b.CreateAlloca(closureType);
+  Value *services = b.CreateLoad(ptr, servicesSlot());
+  b.CreateStore(services, b.CreateStructGEP(closureType, closure, 0));
+  for (unsigned i = 1; i < fields.size(); ++i)
+    b.CreateStore(dispatch->getArg(i),
+                  b.CreateStructGEP(closureType, closure, i));
+  Value *iterations = dispatch->getArg(0);
+  Value *parallelFor = b.CreateLoad(
+      ptr, b.CreateStructGEP(servicesType(), services, kServicesParallelFor));
+  Value *context = b.CreateLoad(
+      ptr, b.CreateStructGEP(servicesType(), services, kServicesContext));
+  FunctionType *parallelForType =
+      FunctionType::get(voidType, {ptr, i64, ptr, ptr}, false);
+  b.CreateCall(parallelForType, parallelFor,
+               {context, iterations, trampoline, closure});
+  b.CreateRetVoid();
+  return Error::success();
+}
+
+/// x86 without AVX512-BF16 rounds f32 to bf16 through the compiler-rt
+/// builtin __truncsfbf2, which neither libgcc 12 nor Debian's compiler-rt
+/// provide; model.so carries its own (round to nearest even, NaN stays NaN).
+void Emitter::defineBF16Truncation() {
+  Type *bf16 = Type::getBFloatTy(context);
+  Type *f32 = Type::getFloatTy(context);
+  Function *fn = Function::Create(FunctionType::get(bf16, {f32}, false),
+                                  GlobalValue::ExternalLinkage,
+                                  "__truncsfbf2", module);
+  fn->setVisibility(GlobalValue::HiddenVisibility);
+  IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+  Value *bits = b.CreateBitCast(fn->getArg(0), i32);
+  Value *lsb = b.CreateAnd(b.CreateLShr(bits, 16), 1);
+  Value *rounded =
+      b.CreateAdd(bits, b.CreateAdd(lsb, ConstantInt::get(i32, 0x7fff)));
+  Value *isNaN = b.CreateICmpUGT(b.CreateAnd(bits, 0x7fffffff),
+                                 ConstantInt::get(i32, 0x7f800000));
+  Value *quietNaN = b.CreateOr(bits, 0x00400000);
+  Value *result = b.CreateLShr(b.CreateSelect(isNaN, quietNaN, rounded), 16);
+  b.CreateRet(b.CreateBitCast(b.CreateTrunc(result, b.getInt16Ty()), bf16));
 }
 
 Value *Emitter::loadField(IRBuilder<> &b, Value *base, uint64_t byteOffset,
@@ -258,6 +349,15 @@ Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
     if (!value.isDeclaration() && !value.hasLocalLinkage())
       value.setVisibility(GlobalValue::HiddenVisibility);
   defineAllocationHooks();
+  if (!module.getFunction("__truncsfbf2"))
+    defineBF16Truncation();
+  SmallVector<Function *> dispatches;
+  for (Function &fn : module.functions())
+    if (fn.isDeclaration() && fn.getName().starts_with(kDispatchPrefix))
+      dispatches.push_back(&fn);
+  for (Function *dispatch : dispatches)
+    if (Error error = defineParallelDispatch(dispatch))
+      return error;
 
   // { ptr name, i32 num_args, ptr args, ptr invoke }
   StructType *entryType = StructType::get(context, {ptr, i32, ptr, ptr});

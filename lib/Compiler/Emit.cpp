@@ -53,6 +53,8 @@ createTargetMachine(ModuleOp module, StringRef cpu) {
            << "refusing to generate code for the generic CPU '" << name
            << "': pass --cpu=<name> (e.g. --cpu=znver3, --cpu=sapphirerapids)";
   llvm::TargetOptions targetOptions;
+  // Contract a*b+c into FMA, as C compilers do by default (FP_CONTRACT).
+  targetOptions.AllowFPOpFusion = llvm::FPOpFusion::Fast;
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
       triple, name, features, targetOptions, llvm::Reloc::PIC_, std::nullopt,
       llvm::CodeGenOptLevel::Aggressive));

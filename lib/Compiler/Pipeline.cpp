@@ -6,6 +6,8 @@
 #include "dialects/NN/NNDialect.h"
 #include "passes/Passes.h"
 
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
@@ -27,25 +29,50 @@ struct PhaseInfo {
   const char *pipeline;
 };
 
-// The lowering passes of the nn and moe dialects run in `lower`; everything
-// after it is upstream MLIR. `bufferize` returns buffers from functions (the
-// runtime takes them over), so function results keep identity layouts.
+// The lowering passes of the nn and moe dialects run in `lower`. Matmuls get
+// their tiled, vectorised schedule on tensors at the start of `bufferize`
+// (tiling on tensors lets the accumulator be hoisted into registers);
+// bufferization returns buffers from functions (the runtime takes them over),
+// so function results keep identity layouts. `codegen` lowers what remains to
+// loops and unrolls vector transfers for the LLVM dialect. In `llvm`, bf16
+// rounding is expanded into integer ops (no compiler-rt call), and math ops
+// without an LLVM intrinsic (erf) become libm calls.
 const PhaseInfo kPhases[] = {
     {Phase::Import, "import", ""},
     {Phase::Graph, "graph", "moe-decompose-layer,canonicalize,cse"},
-    {Phase::Lower, "lower", "canonicalize,cse"},
+    {Phase::Lower, "lower",
+     "func.func(convert-nn-to-linalg),convert-moe-to-linalg,canonicalize,cse"},
     {Phase::Bufferize, "bufferize",
-     "func.func(linalg-fuse-elementwise-ops),"
+     "func.func(linalg-fuse-elementwise-ops),moe-cpu-tile-and-vectorize,"
+     "loop-invariant-subset-hoisting,func.func(lower-vector-mask),canonicalize,cse,"
      "one-shot-bufferize{bufferize-function-boundaries "
      "function-boundary-type-conversion=identity-layout-map},"
      "canonicalize,buffer-deallocation-pipeline,canonicalize"},
     {Phase::Codegen, "codegen",
-     "func.func(convert-linalg-to-loops),lower-affine,canonicalize,cse"},
+     "convert-bufferization-to-memref,"
+     "func.func(convert-linalg-to-loops,scf-forall-to-parallel),"
+     "moe-outline-parallel-loops,"
+     "convert-vector-to-scf{full-unroll},lower-affine,canonicalize,cse"},
     {Phase::LLVM, "llvm",
-     "convert-scf-to-cf,expand-strided-metadata,lower-affine,"
-     "finalize-memref-to-llvm{use-generic-functions},convert-to-llvm,"
+     "arith-expand{include-bf16},convert-vector-to-llvm,convert-scf-to-cf,"
+     "expand-strided-metadata,lower-affine,"
+     "finalize-memref-to-llvm{use-generic-functions},convert-math-to-llvm,"
+     "convert-math-to-libm,convert-to-llvm,"
      "reconcile-unrealized-casts,canonicalize"},
 };
+/// The ABI lends inputs and parameters to the model read-only; without this
+/// one-shot bufferization may update an argument in place.
+void markEntryArgumentsReadOnly(ModuleOp module) {
+  for (auto fn : module.getOps<func::FuncOp>()) {
+    if (!fn.isPublic() || fn.isExternal())
+      continue;
+    for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+      if (isa<TensorType>(fn.getArgumentTypes()[i]))
+        fn.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
+                      BoolAttr::get(module.getContext(), false));
+  }
+}
+
 } // namespace
 
 std::optional<Phase> parsePhase(llvm::StringRef name) {
@@ -101,6 +128,8 @@ LogicalResult runPhases(ModuleOp module, Phase last,
           /*shouldPrintAfterPass=*/[](Pass *, Operation *) { return true; },
           /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
     }
+    if (info.phase == Phase::Bufferize)
+      markEntryArgumentsReadOnly(module);
     if (failed(pm.run(module)))
       return module.emitError() << "phase '" << info.name << "' failed";
   }

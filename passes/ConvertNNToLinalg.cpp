@@ -1,0 +1,1429 @@
+//===- ConvertNNToLinalg.cpp - nn ops -> linalg, tensor, arith, math ---===//
+//
+// Lowers every nn op to upstream ops on tensors. Conventions shared by the
+// patterns below:
+//
+// - Arithmetic runs in f32 for f16/bf16 operands: generic bodies see their
+//   floating-point inputs extended to f32 and round what they yield to the
+//   output's element type. Reductions and contractions accumulate in f32
+//   tensors and round once at the end.
+// - Numpy broadcasting is expressed in indexing maps: an operand dimension of
+//   static extent 1 reads index 0. A dynamic extent is assumed to equal the
+//   result's (an extent that is 1 only at run time does not broadcast).
+// - Dynamic extents of results are read with tensor.dim from an operand that
+//   carries them.
+// - Integer ids read with tensor.extract are clamped into range, so that an
+//   out-of-range id reads a wrong row rather than arbitrary memory.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialects/NN/NNDialect.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
+#include "mlir/Transforms/DialectConversion.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/SmallPtrSet.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <cmath>
+#include <limits>
+
+namespace moec {
+#define GEN_PASS_DEF_CONVERTNNTOLINALG
+#include "passes/Passes.h.inc"
+} // namespace moec
+
+using namespace mlir;
+using namespace moec::nn;
+using utils::IteratorType;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Scalars
+//===----------------------------------------------------------------------===//
+
+/// f16 and bf16 compute in f32; wider types compute as they are.
+Type computeType(Type elementType) {
+  auto floatType = dyn_cast<FloatType>(elementType);
+  if (floatType && floatType.getWidth() < 32)
+    return Float32Type::get(elementType.getContext());
+  return elementType;
+}
+
+/// Converts a float scalar to `type` (extension or rounding).
+Value castFloat(OpBuilder &b, Location loc, Value value, Type type) {
+  Type from = value.getType();
+  if (from == type)
+    return value;
+  if (cast<FloatType>(from).getWidth() < cast<FloatType>(type).getWidth())
+    return arith::ExtFOp::create(b, loc, type, value);
+  return arith::TruncFOp::create(b, loc, type, value);
+}
+
+Value floatConst(OpBuilder &b, Location loc, Type type, double value) {
+  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, value));
+}
+
+Value indexConst(OpBuilder &b, Location loc, int64_t value) {
+  return arith::ConstantIndexOp::create(b, loc, value);
+}
+
+Value minusInfinity(OpBuilder &b, Location loc, Type type) {
+  return floatConst(b, loc, type, -std::numeric_limits<double>::infinity());
+}
+
+/// An index value converted to a float of `type`, e.g. an extent that
+/// divides a sum into a mean.
+Value indexToFloat(OpBuilder &b, Location loc, Value index, Type type) {
+  Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), index);
+  return arith::SIToFPOp::create(b, loc, type, i64);
+}
+
+/// An integer id as an index clamped into [0, size), the row that
+/// tensor.extract may read.
+Value clampedIndex(OpBuilder &b, Location loc, Value id, Value size) {
+  Value index = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+  Value last = arith::SubIOp::create(b, loc, size, indexConst(b, loc, 1));
+  index = arith::MinSIOp::create(b, loc, index, last);
+  return arith::MaxSIOp::create(b, loc, index, indexConst(b, loc, 0));
+}
+
+Value loopIndex(OpBuilder &b, Location loc, int64_t dim) {
+  return linalg::IndexOp::create(b, loc, dim);
+}
+
+/// 1 / (1 + exp(-x)); exp overflows to inf for very negative x, which gives
+/// the exact limit 0 rather than NaN.
+Value sigmoid(OpBuilder &b, Location loc, Value x) {
+  Value one = floatConst(b, loc, x.getType(), 1.0);
+  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+  return arith::DivFOp::create(b, loc, one,
+                               arith::AddFOp::create(b, loc, one, e));
+}
+
+//===----------------------------------------------------------------------===//
+// Shapes and maps
+//===----------------------------------------------------------------------===//
+
+RankedTensorType rankedType(Value value) {
+  return cast<RankedTensorType>(value.getType());
+}
+
+Value dimValue(OpBuilder &b, Location loc, Value tensor, int64_t dim) {
+  return getValueOrCreateConstantIndexOp(
+      b, loc, tensor::getMixedSize(b, loc, tensor, dim));
+}
+
+/// The extent that several operand dimensions share (the verifier checked
+/// that they agree): a static one when any operand knows it.
+OpFoldResult sharedSize(OpBuilder &b, Location loc,
+                        ArrayRef<std::pair<Value, int64_t>> dims) {
+  for (auto [value, dim] : dims) {
+    int64_t extent = rankedType(value).getDimSize(dim);
+    if (!ShapedType::isDynamic(extent))
+      return b.getIndexAttr(extent);
+  }
+  return tensor::getMixedSize(b, loc, dims.front().first, dims.front().second);
+}
+
+/// Indexing expressions of the first `count` dimensions of `type`, aligned
+/// at the end of loops [0, loops) as numpy aligns broadcast shapes.
+SmallVector<AffineExpr> broadcastExprs(RankedTensorType type, int64_t count,
+                                       int64_t loops, MLIRContext *context) {
+  SmallVector<AffineExpr> exprs;
+  for (int64_t i = 0; i < count; ++i)
+    exprs.push_back(type.getDimSize(i) == 1
+                        ? getAffineConstantExpr(0, context)
+                        : getAffineDimExpr(i + loops - count, context));
+  return exprs;
+}
+
+/// Extent of broadcast loop `loop` of `loops`: `extent` when static, else
+/// read from the first operand (value, number of broadcast dims) whose
+/// aligned dimension is not a broadcast 1.
+OpFoldResult broadcastSize(OpBuilder &b, Location loc, int64_t extent,
+                           int64_t loop, int64_t loops,
+                           ArrayRef<std::pair<Value, int64_t>> operands) {
+  if (!ShapedType::isDynamic(extent))
+    return b.getIndexAttr(extent);
+  for (auto [value, count] : operands) {
+    int64_t dim = loop - (loops - count);
+    if (dim >= 0 && rankedType(value).getDimSize(dim) != 1)
+      return tensor::getMixedSize(b, loc, value, dim);
+  }
+  llvm_unreachable("a dynamic broadcast extent comes from some operand");
+}
+
+/// The identity map of `loops` loops without the loops in `dropped`.
+AffineMap dropDimsMap(int64_t loops, ArrayRef<int64_t> dropped,
+                      MLIRContext *context) {
+  SmallVector<AffineExpr> exprs;
+  for (int64_t i = 0; i < loops; ++i)
+    if (!llvm::is_contained(dropped, i))
+      exprs.push_back(getAffineDimExpr(i, context));
+  return AffineMap::get(loops, 0, exprs, context);
+}
+
+/// The map from `loops` loops to the loops `dims`.
+AffineMap dimsMap(int64_t loops, ArrayRef<int64_t> dims, MLIRContext *context) {
+  SmallVector<AffineExpr> exprs;
+  for (int64_t dim : dims)
+    exprs.push_back(getAffineDimExpr(dim, context));
+  return AffineMap::get(loops, 0, exprs, context);
+}
+
+SmallVector<IteratorType> iterators(int64_t loops,
+                                    ArrayRef<int64_t> reductions = {}) {
+  SmallVector<IteratorType> types(loops, IteratorType::parallel);
+  for (int64_t dim : reductions)
+    types[dim] = IteratorType::reduction;
+  return types;
+}
+
+/// The extents of `tensor` but dimension `dim`.
+SmallVector<OpFoldResult> sizesWithout(OpBuilder &b, Location loc, Value tensor,
+                                       int64_t dim) {
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t i = 0, e = rankedType(tensor).getRank(); i < e; ++i)
+    if (i != dim)
+      sizes.push_back(tensor::getMixedSize(b, loc, tensor, i));
+  return sizes;
+}
+
+/// A tensor of `sizes` filled with `value`: the init of a reduction.
+Value filledTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
+                   Type elementType, double value) {
+  Value empty = tensor::EmptyOp::create(b, loc, sizes, elementType);
+  Value init = floatConst(b, loc, elementType, value);
+  return linalg::FillOp::create(b, loc, init, empty).getResult(0);
+}
+
+/// Casts to the op's result type when the lowering knows fewer (or more)
+/// static extents than type inference merged from the operands.
+Value castToType(OpBuilder &b, Location loc, Value value, Type type) {
+  if (value.getType() == type)
+    return value;
+  return tensor::CastOp::create(b, loc, type, value);
+}
+
+//===----------------------------------------------------------------------===//
+// Generic builders
+//===----------------------------------------------------------------------===//
+
+using BodyFn =
+    function_ref<SmallVector<Value>(OpBuilder &, Location, ValueRange)>;
+using ScalarFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
+
+/// A linalg.generic whose body computes in f32: floating-point inputs are
+/// extended before `body` sees them (the outputs, accumulators or unused,
+/// are passed as they are) and the yielded values are rounded to the output
+/// element types.
+SmallVector<Value> buildGeneric(OpBuilder &b, Location loc, ValueRange inputs,
+                                ValueRange inits, ArrayRef<AffineMap> maps,
+                                ArrayRef<IteratorType> iteratorTypes,
+                                BodyFn body) {
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange(inits), inputs, inits, maps, iteratorTypes,
+      [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+        SmallVector<Value> values;
+        for (auto [i, arg] : llvm::enumerate(args)) {
+          bool isInput = i < inputs.size();
+          values.push_back(isInput && isa<FloatType>(arg.getType())
+                               ? castFloat(nested, nestedLoc, arg,
+                                           computeType(arg.getType()))
+                               : arg);
+        }
+        SmallVector<Value> results = body(nested, nestedLoc, values);
+        for (auto [result, init] : llvm::zip_equal(results, inits)) {
+          Type type = getElementTypeOrSelf(init.getType());
+          if (isa<FloatType>(result.getType()) && isa<FloatType>(type))
+            result = castFloat(nested, nestedLoc, result, type);
+        }
+        linalg::YieldOp::create(nested, nestedLoc, results);
+      });
+  return generic.getResults();
+}
+
+/// A parallel generic producing a new tensor of `sizes`; `inputMaps` index
+/// the inputs from the result's loops.
+Value buildElementwise(OpBuilder &b, Location loc, ValueRange inputs,
+                       ArrayRef<AffineMap> inputMaps,
+                       ArrayRef<OpFoldResult> sizes, Type elementType,
+                       ScalarFn body) {
+  int64_t loops = sizes.size();
+  Value init = tensor::EmptyOp::create(b, loc, sizes, elementType);
+  SmallVector<AffineMap> maps(inputMaps);
+  maps.push_back(b.getMultiDimIdentityMap(loops));
+  return buildGeneric(b, loc, inputs, init, maps, iterators(loops),
+                      [&](OpBuilder &nested, Location nestedLoc,
+                          ValueRange args) -> SmallVector<Value> {
+                        return {body(nested, nestedLoc, args)};
+                      })
+      .front();
+}
+
+/// Reduces `input` over dimension `axis` into a compute-type tensor of the
+/// other dimensions, starting from `init`. `extras` have the result's shape
+/// and are read at the same position. `combine` receives the (extended)
+/// input element, the extras and the accumulator, and returns the new
+/// accumulator.
+Value buildReduction(OpBuilder &b, Location loc, Value input, int64_t axis,
+                     double init, ValueRange extras, ScalarFn combine) {
+  MLIRContext *context = b.getContext();
+  int64_t loops = rankedType(input).getRank();
+  Type type = computeType(rankedType(input).getElementType());
+  Value acc =
+      filledTensor(b, loc, sizesWithout(b, loc, input, axis), type, init);
+  AffineMap reduced = dropDimsMap(loops, axis, context);
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(loops)};
+  maps.append(extras.size() + 1, reduced);
+  SmallVector<Value> inputs = {input};
+  llvm::append_range(inputs, extras);
+  return buildGeneric(b, loc, inputs, acc, maps, iterators(loops, axis),
+                      [&](OpBuilder &nested, Location nestedLoc,
+                          ValueRange args) -> SmallVector<Value> {
+                        return {combine(nested, nestedLoc, args)};
+                      })
+      .front();
+}
+
+/// Rounds a compute-type tensor to `elementType` (no-op when it already has
+/// it): the final step of f32 accumulations for f16/bf16 results.
+Value convertElements(OpBuilder &b, Location loc, Value tensor,
+                      Type elementType) {
+  RankedTensorType type = rankedType(tensor);
+  if (type.getElementType() == elementType)
+    return tensor;
+  return buildElementwise(
+      b, loc, tensor, b.getMultiDimIdentityMap(type.getRank()),
+      tensor::getMixedSizes(b, loc, tensor), elementType,
+      [](OpBuilder &, Location, ValueRange args) { return args[0]; });
+}
+
+//===----------------------------------------------------------------------===//
+// Elementwise ops
+//===----------------------------------------------------------------------===//
+
+template <typename SourceOp, typename ScalarOp>
+struct BinaryOpLowering : OpConversionPattern<SourceOp> {
+  using OpConversionPattern<SourceOp>::OpConversionPattern;
+  using OpAdaptor = typename SourceOp::Adaptor;
+
+  LogicalResult
+  matchAndRewrite(SourceOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    RankedTensorType type = op.getType();
+    int64_t rank = type.getRank();
+    Value lhs = adaptor.getLhs(), rhs = adaptor.getRhs();
+    SmallVector<std::pair<Value, int64_t>> operands = {
+        {lhs, rankedType(lhs).getRank()}, {rhs, rankedType(rhs).getRank()}};
+    SmallVector<OpFoldResult> sizes;
+    SmallVector<AffineMap> maps;
+    for (int64_t i = 0; i < rank; ++i)
+      sizes.push_back(
+          broadcastSize(rewriter, loc, type.getDimSize(i), i, rank, operands));
+    for (auto [value, count] : operands)
+      maps.push_back(AffineMap::get(
+          rank, 0, broadcastExprs(rankedType(value), count, rank, context),
+          context));
+    Value result = buildElementwise(
+        rewriter, loc, {lhs, rhs}, maps, sizes, type.getElementType(),
+        [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          return ScalarOp::create(b, loc, args[0], args[1]);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+// The scalar formula of each unary op, on the compute type.
+Value computeUnary(NegOp, OpBuilder &b, Location loc, Value x) {
+  return arith::NegFOp::create(b, loc, x);
+}
+Value computeUnary(ExpOp, OpBuilder &b, Location loc, Value x) {
+  return math::ExpOp::create(b, loc, x);
+}
+Value computeUnary(LogOp, OpBuilder &b, Location loc, Value x) {
+  return math::LogOp::create(b, loc, x);
+}
+Value computeUnary(SqrtOp, OpBuilder &b, Location loc, Value x) {
+  return math::SqrtOp::create(b, loc, x);
+}
+Value computeUnary(RsqrtOp, OpBuilder &b, Location loc, Value x) {
+  return math::RsqrtOp::create(b, loc, x);
+}
+Value computeUnary(ReciprocalOp, OpBuilder &b, Location loc, Value x) {
+  return arith::DivFOp::create(b, loc, floatConst(b, loc, x.getType(), 1.0), x);
+}
+Value computeUnary(TanhOp, OpBuilder &b, Location loc, Value x) {
+  return math::TanhOp::create(b, loc, x);
+}
+Value computeUnary(ErfOp, OpBuilder &b, Location loc, Value x) {
+  return math::ErfOp::create(b, loc, x);
+}
+Value computeUnary(SigmoidOp, OpBuilder &b, Location loc, Value x) {
+  return sigmoid(b, loc, x);
+}
+Value computeUnary(ReluOp, OpBuilder &b, Location loc, Value x) {
+  return arith::MaximumFOp::create(b, loc, x,
+                                   floatConst(b, loc, x.getType(), 0.0));
+}
+Value computeUnary(SiluOp, OpBuilder &b, Location loc, Value x) {
+  return arith::MulFOp::create(b, loc, x, sigmoid(b, loc, x));
+}
+Value computeUnary(GeluOp op, OpBuilder &b, Location loc, Value x) {
+  Type type = x.getType();
+  auto constant = [&](double value) { return floatConst(b, loc, type, value); };
+  Value one = constant(1.0);
+  Value halfX = arith::MulFOp::create(b, loc, constant(0.5), x);
+  if (op.getApproximate() == GeluApproximation::none) {
+    // x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2))).
+    Value scaled =
+        arith::MulFOp::create(b, loc, x, constant(llvm::numbers::inv_sqrt2));
+    Value erf = math::ErfOp::create(b, loc, scaled);
+    return arith::MulFOp::create(b, loc, halfX,
+                                 arith::AddFOp::create(b, loc, one, erf));
+  }
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  Value cube = arith::MulFOp::create(b, loc, constant(0.044715), x);
+  cube = arith::MulFOp::create(b, loc, cube, x);
+  cube = arith::MulFOp::create(b, loc, cube, x);
+  Value inner = arith::MulFOp::create(
+      b, loc, constant(std::sqrt(2.0 * llvm::numbers::inv_pi)),
+      arith::AddFOp::create(b, loc, x, cube));
+  Value tanh = math::TanhOp::create(b, loc, inner);
+  return arith::MulFOp::create(b, loc, halfX,
+                               arith::AddFOp::create(b, loc, one, tanh));
+}
+
+template <typename SourceOp>
+struct UnaryOpLowering : OpConversionPattern<SourceOp> {
+  using OpConversionPattern<SourceOp>::OpConversionPattern;
+  using OpAdaptor = typename SourceOp::Adaptor;
+
+  LogicalResult
+  matchAndRewrite(SourceOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    RankedTensorType type = rankedType(input);
+    Value result = buildElementwise(
+        rewriter, loc, input, rewriter.getMultiDimIdentityMap(type.getRank()),
+        tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) {
+          return computeUnary(op, b, loc, args[0]);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Linear algebra
+//===----------------------------------------------------------------------===//
+
+/// A zero-initialised compute-type accumulator of `sizes`.
+Value zeroAccumulator(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
+                      Type elementType) {
+  return filledTensor(b, loc, sizes, computeType(elementType), 0.0);
+}
+
+/// The body of a contraction: acc + lhs * rhs.
+SmallVector<Value> multiplyAccumulate(OpBuilder &b, Location loc,
+                                      ValueRange args) {
+  Value product = arith::MulFOp::create(b, loc, args[0], args[1]);
+  return {arith::AddFOp::create(b, loc, args[2], product)};
+}
+
+/// linalg.matmul of two rank-2 tensors into a compute-type accumulator.
+Value buildMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  Value init = zeroAccumulator(b, loc,
+                               {tensor::getMixedSize(b, loc, lhs, 0),
+                                tensor::getMixedSize(b, loc, rhs, 1)},
+                               rankedType(lhs).getElementType());
+  return linalg::MatmulOp::create(b, loc, TypeRange{init.getType()},
+                                  ValueRange{lhs, rhs}, ValueRange{init})
+      .getResult(0);
+}
+
+/// linalg.transpose of a rank-2 tensor.
+Value transposeMatrix(OpBuilder &b, Location loc, Value matrix) {
+  Value init =
+      tensor::EmptyOp::create(b, loc,
+                              {tensor::getMixedSize(b, loc, matrix, 1),
+                               tensor::getMixedSize(b, loc, matrix, 0)},
+                              rankedType(matrix).getElementType());
+  return linalg::TransposeOp::create(b, loc, matrix, init,
+                                     ArrayRef<int64_t>{1, 0})
+      ->getResult(0);
+}
+
+/// Reassociation that keeps the last dimension and groups all others.
+SmallVector<ReassociationIndices> leadingGroups(int64_t rank) {
+  ReassociationIndices leading =
+      llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
+  return {leading, {rank - 1}};
+}
+
+/// `[..., M, K]` (rank >= 2) as the matrix `[prod(...) * M, K]`.
+Value collapseToMatrix(OpBuilder &b, Location loc, Value tensor) {
+  int64_t rank = rankedType(tensor).getRank();
+  if (rank == 2)
+    return tensor;
+  return tensor::CollapseShapeOp::create(b, loc, tensor, leadingGroups(rank));
+}
+
+/// Undoes collapseToMatrix of `like`: the rows of `matrix` become the leading
+/// dimensions of `like`.
+Value expandFromMatrix(OpBuilder &b, Location loc, Value matrix, Value like) {
+  int64_t rank = rankedType(like).getRank();
+  if (rank == 2)
+    return matrix;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, like);
+  sizes.back() = tensor::getMixedSize(b, loc, matrix, 1);
+  SmallVector<int64_t> shape;
+  SmallVector<Value> dynamic;
+  dispatchIndexOpFoldResults(sizes, dynamic, shape);
+  auto type = RankedTensorType::get(shape, rankedType(matrix).getElementType());
+  return tensor::ExpandShapeOp::create(b, loc, type, matrix,
+                                       leadingGroups(rank), sizes);
+}
+
+struct LinearOpLowering : OpConversionPattern<LinearOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(LinearOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput(), bias = adaptor.getBias();
+    int64_t rank = rankedType(input).getRank();
+    Type elementType = op.getType().getElementType();
+    // A vector input is a single row.
+    Value rows = input;
+    if (rank == 1)
+      rows = tensor::ExpandShapeOp::create(
+          rewriter, loc,
+          RankedTensorType::get({1, rankedType(input).getDimSize(0)},
+                                elementType),
+          input, ReassociationIndices{0, 1},
+          {rewriter.getIndexAttr(1),
+           tensor::getMixedSize(rewriter, loc, input, 0)});
+    Value product =
+        buildMatmul(rewriter, loc, collapseToMatrix(rewriter, loc, rows),
+                    adaptor.getWeight());
+    if (bias) {
+      MLIRContext *context = op.getContext();
+      product = buildElementwise(
+          rewriter, loc, {product, bias},
+          {rewriter.getMultiDimIdentityMap(2), dimsMap(2, 1, context)},
+          {tensor::getMixedSize(rewriter, loc, product, 0),
+           sharedSize(rewriter, loc, {{product, 1}, {bias, 0}})},
+          elementType, [](OpBuilder &b, Location loc, ValueRange args) {
+            return arith::AddFOp::create(b, loc, args[0], args[1]);
+          });
+    }
+    product = convertElements(rewriter, loc, product, elementType);
+    Value result;
+    if (rank == 1)
+      result = tensor::CollapseShapeOp::create(
+          rewriter, loc, product, ArrayRef<ReassociationIndices>{{0, 1}});
+    else
+      result = expandFromMatrix(rewriter, loc, product, input);
+    rewriter.replaceOp(op, castToType(rewriter, loc, result, op.getType()));
+    return success();
+  }
+};
+
+struct MatmulOpLowering : OpConversionPattern<MatmulOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(MatmulOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value lhs = adaptor.getLhs(), rhs = adaptor.getRhs();
+    RankedTensorType lhsType = rankedType(lhs), rhsType = rankedType(rhs);
+    RankedTensorType type = op.getType();
+    bool transposeLhs = op.getTransposeLhs(),
+         transposeRhs = op.getTransposeRhs();
+    bool transposed = transposeLhs || transposeRhs;
+    Value result;
+    if (rhsType.getRank() == 2 && (lhsType.getRank() == 2 || !transposeLhs)) {
+      // A shared rhs: every batch row of lhs is a row of one linalg.matmul,
+      // the op the CPU schedule targets. Transposing a rank-2 operand first
+      // costs one copy, small next to the product.
+      if (transposeLhs)
+        lhs = transposeMatrix(rewriter, loc, lhs);
+      if (transposeRhs)
+        rhs = transposeMatrix(rewriter, loc, rhs);
+      result =
+          buildMatmul(rewriter, loc, collapseToMatrix(rewriter, loc, lhs), rhs);
+      result = expandFromMatrix(rewriter, loc, result, lhs);
+    } else if (!transposed && lhsType.getRank() == 3 &&
+               rhsType.getRank() == 3 &&
+               (lhsType.getDimSize(0) == 1) == (rhsType.getDimSize(0) == 1)) {
+      // Same batch on both sides (no broadcast): the named batch op.
+      Value init =
+          zeroAccumulator(rewriter, loc,
+                          {sharedSize(rewriter, loc, {{lhs, 0}, {rhs, 0}}),
+                           tensor::getMixedSize(rewriter, loc, lhs, 1),
+                           tensor::getMixedSize(rewriter, loc, rhs, 2)},
+                          type.getElementType());
+      result = linalg::BatchMatmulOp::create(rewriter, loc,
+                                             TypeRange{init.getType()},
+                                             ValueRange{lhs, rhs}, init)
+                   .getResult(0);
+    } else {
+      result = buildContraction(rewriter, op, lhs, rhs);
+    }
+    result = convertElements(rewriter, loc, result, type.getElementType());
+    rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
+    return success();
+  }
+
+  /// The general case as a generic over (batch..., m, n, k): batch dims
+  /// broadcast through the maps and transposes swap the operands' last two
+  /// map results.
+  static Value buildContraction(OpBuilder &b, MatmulOp op, Value lhs,
+                                Value rhs) {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    RankedTensorType type = op.getType();
+    int64_t batch = type.getRank() - 2, loops = batch + 3;
+    AffineExpr m = b.getAffineDimExpr(batch), n = b.getAffineDimExpr(batch + 1),
+               k = b.getAffineDimExpr(batch + 2);
+    int64_t lhsRank = rankedType(lhs).getRank();
+    int64_t rhsRank = rankedType(rhs).getRank();
+    SmallVector<AffineExpr> lhsExprs =
+        broadcastExprs(rankedType(lhs), lhsRank - 2, batch, context);
+    SmallVector<AffineExpr> rhsExprs =
+        broadcastExprs(rankedType(rhs), rhsRank - 2, batch, context);
+    bool transposeLhs = op.getTransposeLhs(),
+         transposeRhs = op.getTransposeRhs();
+    lhsExprs.append(transposeLhs ? SmallVector<AffineExpr>{k, m}
+                                 : SmallVector<AffineExpr>{m, k});
+    rhsExprs.append(transposeRhs ? SmallVector<AffineExpr>{n, k}
+                                 : SmallVector<AffineExpr>{k, n});
+    SmallVector<std::pair<Value, int64_t>> operands = {{lhs, lhsRank - 2},
+                                                       {rhs, rhsRank - 2}};
+    SmallVector<OpFoldResult> sizes;
+    for (int64_t i = 0; i < batch; ++i)
+      sizes.push_back(
+          broadcastSize(b, loc, type.getDimSize(i), i, batch, operands));
+    sizes.push_back(
+        tensor::getMixedSize(b, loc, lhs, lhsRank - (transposeLhs ? 1 : 2)));
+    sizes.push_back(
+        tensor::getMixedSize(b, loc, rhs, rhsRank - (transposeRhs ? 2 : 1)));
+    Value init = zeroAccumulator(b, loc, sizes, type.getElementType());
+    SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, lhsExprs, context),
+                                   AffineMap::get(loops, 0, rhsExprs, context),
+                                   dropDimsMap(loops, batch + 2, context)};
+    return buildGeneric(b, loc, {lhs, rhs}, init, maps,
+                        iterators(loops, batch + 2), multiplyAccumulate)
+        .front();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Normalisation, softmax, embedding
+//===----------------------------------------------------------------------===//
+
+/// Sum of `input` over its last dimension, optionally of a function of the
+/// element and a per-row value.
+Value sumLastDim(OpBuilder &b, Location loc, Value input, ValueRange extras,
+                 ScalarFn term) {
+  int64_t axis = rankedType(input).getRank() - 1;
+  return buildReduction(
+      b, loc, input, axis, 0.0, extras,
+      [&](OpBuilder &nested, Location nestedLoc, ValueRange args) -> Value {
+        Value value = term(nested, nestedLoc, args.drop_back());
+        return arith::AddFOp::create(nested, nestedLoc, args.back(), value);
+      });
+}
+
+/// The extent of the last dimension (the normalised features) as a float.
+Value featureCount(OpBuilder &b, Location loc, Value input, Type type) {
+  int64_t last = rankedType(input).getRank() - 1;
+  return indexToFloat(b, loc, dimValue(b, loc, input, last), type);
+}
+
+/// Maps of a normalisation's final generic: the input itself, per-row
+/// statistics, then per-feature parameters.
+SmallVector<AffineMap> normalizationMaps(int64_t rank, int64_t rowValues,
+                                         int64_t featureValues,
+                                         MLIRContext *context) {
+  SmallVector<AffineMap> maps = {
+      AffineMap::getMultiDimIdentityMap(rank, context)};
+  maps.append(rowValues, dropDimsMap(rank, rank - 1, context));
+  maps.append(featureValues, dimsMap(rank, rank - 1, context));
+  return maps;
+}
+
+struct RMSNormOpLowering : OpConversionPattern<RMSNormOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RMSNormOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    RankedTensorType type = rankedType(input);
+    Type compute = computeType(type.getElementType());
+    Value squares =
+        sumLastDim(rewriter, loc, input, {},
+                   [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+                     return arith::MulFOp::create(b, loc, args[0], args[0]);
+                   });
+    Value count = featureCount(rewriter, loc, input, compute);
+    Value epsilon =
+        floatConst(rewriter, loc, compute, op.getEpsilon().convertToFloat());
+    // y = x / sqrt(mean(x^2) + epsilon) * weight.
+    Value result = buildElementwise(
+        rewriter, loc, {input, squares, adaptor.getWeight()},
+        normalizationMaps(type.getRank(), 1, 1, op.getContext()),
+        tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value mean = arith::DivFOp::create(b, loc, args[1], count);
+          Value rms = math::SqrtOp::create(
+              b, loc, arith::AddFOp::create(b, loc, mean, epsilon));
+          Value normalized = arith::DivFOp::create(b, loc, args[0], rms);
+          return arith::MulFOp::create(b, loc, normalized, args[2]);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct LayerNormOpLowering : OpConversionPattern<LayerNormOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(LayerNormOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput(), bias = adaptor.getBias();
+    RankedTensorType type = rankedType(input);
+    Type compute = computeType(type.getElementType());
+    Value count = featureCount(rewriter, loc, input, compute);
+    Value sum = sumLastDim(rewriter, loc, input, {},
+                           [](OpBuilder &, Location, ValueRange args) -> Value {
+                             return args[0];
+                           });
+    // The variance is the mean of squared deviations from the mean (two
+    // passes), which does not cancel catastrophically like E[x^2] - E[x]^2.
+    auto deviation = [&](OpBuilder &b, Location loc, Value x, Value sum) {
+      Value mean = arith::DivFOp::create(b, loc, sum, count);
+      return arith::SubFOp::create(b, loc, x, mean);
+    };
+    Value squares =
+        sumLastDim(rewriter, loc, input, sum,
+                   [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+                     Value d = deviation(b, loc, args[0], args[1]);
+                     return arith::MulFOp::create(b, loc, d, d);
+                   });
+    Value epsilon =
+        floatConst(rewriter, loc, compute, op.getEpsilon().convertToFloat());
+    SmallVector<Value> inputs = {input, sum, squares, adaptor.getWeight()};
+    if (bias)
+      inputs.push_back(bias);
+    // y = (x - mean) / sqrt(var + epsilon) * weight (+ bias).
+    Value result = buildElementwise(
+        rewriter, loc, inputs,
+        normalizationMaps(type.getRank(), 2, bias ? 2 : 1, op.getContext()),
+        tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value d = deviation(b, loc, args[0], args[1]);
+          Value variance = arith::DivFOp::create(b, loc, args[2], count);
+          Value stddev = math::SqrtOp::create(
+              b, loc, arith::AddFOp::create(b, loc, variance, epsilon));
+          Value y = arith::MulFOp::create(
+              b, loc, arith::DivFOp::create(b, loc, d, stddev), args[3]);
+          return bias ? arith::AddFOp::create(b, loc, y, args[4]) : y;
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+/// Maximum of `input` over `axis` (-inf for an empty axis).
+Value maxOverDim(OpBuilder &b, Location loc, Value input, int64_t axis) {
+  return buildReduction(
+      b, loc, input, axis, -std::numeric_limits<double>::infinity(), {},
+      [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+        return arith::MaximumFOp::create(b, loc, args[1], args[0]);
+      });
+}
+
+/// Sum of exp(x - max) over `axis`, given the maxima over that axis.
+Value sumExpOverDim(OpBuilder &b, Location loc, Value input, int64_t axis,
+                    Value max) {
+  return buildReduction(
+      b, loc, input, axis, 0.0, max,
+      [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+        Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
+        Value e = math::ExpOp::create(b, loc, shifted);
+        return arith::AddFOp::create(b, loc, args[2], e);
+      });
+}
+
+struct SoftmaxOpLowering : OpConversionPattern<SoftmaxOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(SoftmaxOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    RankedTensorType type = rankedType(input);
+    int64_t rank = type.getRank();
+    int64_t axis = static_cast<int64_t>(op.getAxis());
+    if (axis < 0)
+      axis += rank;
+    // Subtracting the maximum keeps exp from overflowing.
+    Value max = maxOverDim(rewriter, loc, input, axis);
+    Value sum = sumExpOverDim(rewriter, loc, input, axis, max);
+    AffineMap reduced = dropDimsMap(rank, axis, op.getContext());
+    Value result = buildElementwise(
+        rewriter, loc, {input, max, sum},
+        {rewriter.getMultiDimIdentityMap(rank), reduced, reduced},
+        tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
+        [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
+          Value e = math::ExpOp::create(b, loc, shifted);
+          return arith::DivFOp::create(b, loc, e, args[2]);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct EmbeddingOpLowering : OpConversionPattern<EmbeddingOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(EmbeddingOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value table = adaptor.getTable(), ids = adaptor.getIds();
+    int64_t idRank = rankedType(ids).getRank(), loops = idRank + 1;
+    Value vocab = dimValue(rewriter, loc, table, 0);
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, ids);
+    sizes.push_back(tensor::getMixedSize(rewriter, loc, table, 1));
+    Value result = buildElementwise(
+        rewriter, loc, ids, dropDimsMap(loops, idRank, op.getContext()), sizes,
+        op.getType().getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value row = clampedIndex(b, loc, args[0], vocab);
+          Value column = loopIndex(b, loc, idRank);
+          return tensor::ExtractOp::create(b, loc, table,
+                                           ValueRange{row, column});
+        });
+    rewriter.replaceOp(op, castToType(rewriter, loc, result, op.getType()));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Attention
+//===----------------------------------------------------------------------===//
+
+struct RotaryOpLowering : OpConversionPattern<RotaryOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RotaryOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    RankedTensorType type = rankedType(input);
+    Value headDim = dimValue(rewriter, loc, input, 3);
+    int64_t rotaryExtent = op.getRotaryDim() != 0
+                               ? static_cast<int64_t>(op.getRotaryDim())
+                               : type.getDimSize(3);
+    Value rotaryDim = op.getRotaryDim() == 0
+                          ? headDim
+                          : indexConst(rewriter, loc, rotaryExtent);
+    OpFoldResult halfSize =
+        ShapedType::isDynamic(rotaryExtent)
+            ? OpFoldResult(arith::DivUIOp::create(rewriter, loc, rotaryDim,
+                                                  indexConst(rewriter, loc, 2)))
+            : OpFoldResult(rewriter.getIndexAttr(rotaryExtent / 2));
+    Value half = getValueOrCreateConstantIndexOp(rewriter, loc, halfSize);
+    auto [cosTable, sinTable] = buildAngleTables(
+        rewriter, op, adaptor.getPositions(), input, rotaryDim, halfSize);
+    bool perBatch = rankedType(cosTable).getRank() == 3;
+    bool interleaved = op.getInterleaved();
+    Value lastFeature =
+        interleaved ? arith::SubIOp::create(rewriter, loc, headDim,
+                                            indexConst(rewriter, loc, 1))
+                    : Value();
+    Value lastPair = arith::SubIOp::create(rewriter, loc, half,
+                                           indexConst(rewriter, loc, 1));
+    // Each feature reads its partner with tensor.extract; indices are
+    // clamped so that the features past rotary_dim, which pass through,
+    // still read in bounds.
+    Value result = buildElementwise(
+        rewriter, loc, input, rewriter.getMultiDimIdentityMap(4),
+        tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value own = args[0];
+          Value batch = loopIndex(b, loc, 0), token = loopIndex(b, loc, 1);
+          Value head = loopIndex(b, loc, 2), feature = loopIndex(b, loc, 3);
+          Value one = indexConst(b, loc, 1);
+          Value first, pair, partner;
+          if (interleaved) {
+            // Pairs (2i, 2i+1).
+            Value odd = arith::AndIOp::create(b, loc, feature, one);
+            first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, odd,
+                                          indexConst(b, loc, 0));
+            pair = arith::ShRUIOp::create(b, loc, feature, one);
+            partner = arith::SelectOp::create(
+                b, loc, first, arith::AddIOp::create(b, loc, feature, one),
+                arith::SubIOp::create(b, loc, feature, one));
+            partner = arith::MinUIOp::create(b, loc, partner, lastFeature);
+          } else {
+            // Pairs (i, i + rotary_dim/2).
+            first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                          feature, half);
+            Value below = arith::SubIOp::create(b, loc, feature, half);
+            pair = arith::SelectOp::create(b, loc, first, feature, below);
+            partner = arith::SelectOp::create(
+                b, loc, first, arith::AddIOp::create(b, loc, feature, half),
+                below);
+          }
+          pair = arith::MinUIOp::create(b, loc, pair, lastPair);
+          SmallVector<Value> tableIndices = {token, pair};
+          if (perBatch)
+            tableIndices.insert(tableIndices.begin(), batch);
+          Value c = tensor::ExtractOp::create(b, loc, cosTable, tableIndices);
+          Value s = tensor::ExtractOp::create(b, loc, sinTable, tableIndices);
+          Value other = tensor::ExtractOp::create(
+              b, loc, input, ValueRange{batch, token, head, partner});
+          other = castFloat(b, loc, other, own.getType());
+          // (a, b) -> (a cos - b sin, a sin + b cos).
+          Value ownCos = arith::MulFOp::create(b, loc, own, c);
+          Value otherSin = arith::MulFOp::create(b, loc, other, s);
+          Value rotated = arith::SelectOp::create(
+              b, loc, first, arith::SubFOp::create(b, loc, ownCos, otherSin),
+              arith::AddFOp::create(b, loc, otherSin, ownCos));
+          Value inRotary = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ult, feature, rotaryDim);
+          return arith::SelectOp::create(b, loc, inRotary, rotated, own);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+
+  /// cos and sin of position * theta^(-2i / rotary_dim) as f32 tables over
+  /// ([batch,] seq, rotary_dim / 2), with batch only for per-batch positions.
+  /// The angle is formed in f64: a large position times a small frequency
+  /// loses digits in f32 long before the rounded cos and sin would.
+  static std::pair<Value, Value> buildAngleTables(OpBuilder &b, RotaryOp op,
+                                                  Value positions, Value input,
+                                                  Value rotaryDim,
+                                                  OpFoldResult half) {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    Type f64 = b.getF64Type(), f32 = b.getF32Type();
+    SmallVector<OpFoldResult> sizes;
+    SmallVector<Value> inputs;
+    if (!positions) {
+      sizes.push_back(tensor::getMixedSize(b, loc, input, 1));
+    } else {
+      int64_t rank = rankedType(positions).getRank();
+      for (int64_t i = 0; i < rank; ++i)
+        sizes.push_back(
+            sharedSize(b, loc, {{input, i + 2 - rank}, {positions, i}}));
+      inputs.push_back(positions);
+    }
+    sizes.push_back(half);
+    int64_t loops = sizes.size();
+    SmallVector<AffineMap> maps;
+    if (positions)
+      maps.push_back(dropDimsMap(loops, loops - 1, context));
+    maps.append(2, b.getMultiDimIdentityMap(loops));
+    SmallVector<Value> inits = {tensor::EmptyOp::create(b, loc, sizes, f32),
+                                tensor::EmptyOp::create(b, loc, sizes, f32)};
+    Value theta = floatConst(b, loc, f64, op.getTheta().convertToFloat());
+    Value rotary = indexToFloat(b, loc, rotaryDim, f64);
+    SmallVector<Value> tables = buildGeneric(
+        b, loc, inputs, inits, maps, iterators(loops),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
+          Value position =
+              positions ? arith::SIToFPOp::create(b, loc, f64, args[0])
+                        : indexToFloat(b, loc, loopIndex(b, loc, 0), f64);
+          Value pair = indexToFloat(b, loc, loopIndex(b, loc, loops - 1), f64);
+          Value exponent = arith::DivFOp::create(
+              b, loc,
+              arith::MulFOp::create(b, loc, floatConst(b, loc, f64, -2.0),
+                                    pair),
+              rotary);
+          Value frequency = math::PowFOp::create(b, loc, theta, exponent);
+          Value angle = arith::MulFOp::create(b, loc, position, frequency);
+          return {math::CosOp::create(b, loc, angle),
+                  math::SinOp::create(b, loc, angle)};
+        });
+    return {tables[0], tables[1]};
+  }
+};
+
+struct AttentionOpLowering : OpConversionPattern<AttentionOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(AttentionOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    Value query = adaptor.getQuery(), key = adaptor.getKey(),
+          value = adaptor.getValue();
+    std::optional<int64_t> group = headGroup(op);
+    if (!group)
+      return rewriter.notifyMatchFailure(op, "dynamic head counts");
+    RankedTensorType type = op.getType();
+    Type compute = computeType(type.getElementType());
+    OpFoldResult batch =
+        sharedSize(rewriter, loc, {{query, 0}, {key, 0}, {value, 0}});
+    OpFoldResult heads = rewriter.getIndexAttr(type.getDimSize(2));
+    OpFoldResult seqQ = tensor::getMixedSize(rewriter, loc, query, 1);
+    OpFoldResult seqKV = sharedSize(rewriter, loc, {{key, 1}, {value, 1}});
+    // Loops of the score tensor [batch, heads, seq_q, seq_kv].
+    auto d = [&](unsigned i) { return rewriter.getAffineDimExpr(i); };
+    AffineExpr kvHead = d(1).floorDiv(*group);
+
+    // scores = q k^T over (b, h, i, j, e).
+    Value scores =
+        buildGeneric(rewriter, loc, {query, key},
+                     zeroAccumulator(rewriter, loc, {batch, heads, seqQ, seqKV},
+                                     type.getElementType()),
+                     {AffineMap::get(5, 0, {d(0), d(2), d(1), d(4)}, context),
+                      AffineMap::get(5, 0, {d(0), d(3), kvHead, d(4)}, context),
+                      dropDimsMap(5, 4, context)},
+                     iterators(5, 4), multiplyAccumulate)[0];
+
+    Value scale = attentionScale(rewriter, op, query, compute);
+    Value offset;
+    if (op.getCausal())
+      offset = arith::SubIOp::create(
+          rewriter, loc, getValueOrCreateConstantIndexOp(rewriter, loc, seqKV),
+          getValueOrCreateConstantIndexOp(rewriter, loc, seqQ));
+    // Query i sees key j <= i + seq_kv - seq_q; null when all are visible.
+    auto visible = [&](OpBuilder &b, Location loc) -> Value {
+      if (!offset)
+        return nullptr;
+      Value limit = arith::AddIOp::create(b, loc, loopIndex(b, loc, 2), offset);
+      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                                   loopIndex(b, loc, 3), limit);
+    };
+    auto masked = [&](OpBuilder &b, Location loc, Value v,
+                      Value fill) -> Value {
+      if (Value ok = visible(b, loc))
+        return arith::SelectOp::create(b, loc, ok, v, fill);
+      return v;
+    };
+    Value max = buildReduction(
+        rewriter, loc, scores, 3, -std::numeric_limits<double>::infinity(), {},
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value s = arith::MulFOp::create(b, loc, args[0], scale);
+          s = masked(b, loc, s, minusInfinity(b, loc, compute));
+          return arith::MaximumFOp::create(b, loc, args[1], s);
+        });
+    // Unnormalised weights exp(s - max), 0 where masked. A row that sees no
+    // key has max -inf and subtracts 0 instead, so no NaN appears and its
+    // weights sum to 0.
+    AffineMap rows = dropDimsMap(4, 3, context);
+    Value weights = buildElementwise(
+        rewriter, loc, {scores, max},
+        {rewriter.getMultiDimIdentityMap(4), rows}, {batch, heads, seqQ, seqKV},
+        compute, [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value m = args[1];
+          Value inf = floatConst(b, loc, compute,
+                                 std::numeric_limits<double>::infinity());
+          Value finite =
+              arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE,
+                                    math::AbsFOp::create(b, loc, m), inf);
+          m = arith::SelectOp::create(b, loc, finite, m,
+                                      floatConst(b, loc, compute, 0.0));
+          Value shifted = arith::SubFOp::create(
+              b, loc, arith::MulFOp::create(b, loc, args[0], scale), m);
+          return masked(b, loc, math::ExpOp::create(b, loc, shifted),
+                        floatConst(b, loc, compute, 0.0));
+        });
+    Value sum = sumLastDim(
+        rewriter, loc, weights, {},
+        [](OpBuilder &, Location, ValueRange args) { return args[0]; });
+
+    // out = (weights v) / sum over (b, i, h, e, j). Normalising after the
+    // product divides once per output; and since the weights feed two ops,
+    // elementwise fusion leaves them materialised instead of recomputing the
+    // exponentials inside the contraction for every output feature.
+    Value output = buildGeneric(
+        rewriter, loc, {weights, value},
+        zeroAccumulator(
+            rewriter, loc,
+            {batch, seqQ, heads, tensor::getMixedSize(rewriter, loc, value, 3)},
+            type.getElementType()),
+        {AffineMap::get(5, 0, {d(0), d(2), d(1), d(4)}, context),
+         AffineMap::get(5, 0, {d(0), d(4), d(2).floorDiv(*group), d(3)},
+                        context),
+         dropDimsMap(5, 4, context)},
+        iterators(5, 4), multiplyAccumulate)[0];
+    output = buildElementwise(
+        rewriter, loc, {output, sum},
+        {rewriter.getMultiDimIdentityMap(4), dimsMap(4, {0, 2, 1}, context)},
+        tensor::getMixedSizes(rewriter, loc, output), type.getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value zero = floatConst(b, loc, compute, 0.0);
+          Value seen = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
+                                             args[1], zero);
+          Value normalized = arith::DivFOp::create(b, loc, args[0], args[1]);
+          return arith::SelectOp::create(b, loc, seen, normalized, zero);
+        });
+    rewriter.replaceOp(op, castToType(rewriter, loc, output, type));
+    return success();
+  }
+
+  /// heads / kv_heads, the number of query heads sharing a key/value head;
+  /// std::nullopt when a head count is dynamic (the maps need a constant).
+  static std::optional<int64_t> headGroup(AttentionOp op) {
+    int64_t heads = op.getQuery().getType().getDimSize(2);
+    int64_t kvHeads = op.getKey().getType().getDimSize(2);
+    if (ShapedType::isDynamic(heads) || ShapedType::isDynamic(kvHeads))
+      return std::nullopt;
+    return heads / kvHeads;
+  }
+
+  /// The `scale` attribute, or 1/sqrt(head_dim) (rounded from f64 like the
+  /// constant a frontend would write) when it is 0.
+  static Value attentionScale(OpBuilder &b, AttentionOp op, Value query,
+                              Type type) {
+    Location loc = op.getLoc();
+    float scale = op.getScale().convertToFloat();
+    if (scale != 0.0f)
+      return floatConst(b, loc, type, scale);
+    int64_t headDim = rankedType(query).getDimSize(3);
+    if (!ShapedType::isDynamic(headDim))
+      return floatConst(b, loc, type,
+                        static_cast<float>(1.0 / std::sqrt(double(headDim))));
+    Type f64 = b.getF64Type();
+    Value root = math::SqrtOp::create(
+        b, loc, indexToFloat(b, loc, dimValue(b, loc, query, 3), f64));
+    Value inverse =
+        arith::DivFOp::create(b, loc, floatConst(b, loc, f64, 1.0), root);
+    return castFloat(b, loc, inverse, type);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Shape manipulation
+//===----------------------------------------------------------------------===//
+
+/// Whether `groups` (one per dimension of `whole`, indexing `parts`) describe
+/// the row-major reshape between the two shapes at run time: a static extent
+/// of `whole` must be the product of static parts; a dynamic one must have a
+/// dynamic part, whose run-time extent the element count then determines.
+bool groupsMatch(ArrayRef<int64_t> whole, ArrayRef<int64_t> parts,
+                 ArrayRef<ReassociationIndices> groups) {
+  for (auto [extent, group] : llvm::zip_equal(whole, groups)) {
+    bool dynamic = false;
+    int64_t product = 1;
+    for (int64_t part : group) {
+      dynamic |= ShapedType::isDynamic(parts[part]);
+      if (!ShapedType::isDynamic(parts[part]))
+        product *= parts[part];
+    }
+    if (ShapedType::isDynamic(extent) ? !dynamic : dynamic || product != extent)
+      return false;
+  }
+  return true;
+}
+
+/// The product of the extents of `tensor` as an index value.
+Value elementCount(OpBuilder &b, Location loc, Value tensor) {
+  Value count = indexConst(b, loc, 1);
+  for (int64_t i = 0, e = rankedType(tensor).getRank(); i < e; ++i)
+    count = arith::MulIOp::create(b, loc, count, dimValue(b, loc, tensor, i));
+  return count;
+}
+
+/// Sizes for expanding into `shape` (at most one dynamic extent) the
+/// `total` elements of each group: the dynamic extent is `total` divided by
+/// the static extents of its group.
+SmallVector<OpFoldResult>
+expandedSizes(OpBuilder &b, Location loc, ArrayRef<int64_t> shape,
+              ArrayRef<ReassociationIndices> groups,
+              function_ref<Value(int64_t group)> total) {
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t extent : shape)
+    sizes.push_back(b.getIndexAttr(extent));
+  for (auto [index, group] : llvm::enumerate(groups)) {
+    int64_t known = 1;
+    std::optional<int64_t> dynamicDim;
+    for (int64_t dim : group) {
+      if (ShapedType::isDynamic(shape[dim]))
+        dynamicDim = dim;
+      else
+        known *= shape[dim];
+    }
+    if (!dynamicDim)
+      continue;
+    Value extent = total(index);
+    if (known != 1)
+      extent =
+          arith::DivUIOp::create(b, loc, extent, indexConst(b, loc, known));
+    sizes[*dynamicDim] = extent;
+  }
+  return sizes;
+}
+
+struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ReshapeOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    RankedTensorType inputType = rankedType(input);
+    RankedTensorType type = cast<RankedTensorType>(op.getType());
+    // A static input fixes every result extent; reshaping to the static type
+    // keeps collapse/expand shapes consistent, and a cast restores the `?`.
+    RankedTensorType target = type;
+    if (inputType.hasStaticShape() && !type.hasStaticShape()) {
+      int64_t known = 1;
+      for (int64_t extent : type.getShape())
+        if (!ShapedType::isDynamic(extent))
+          known *= extent;
+      SmallVector<int64_t> shape(type.getShape());
+      for (int64_t &extent : shape)
+        if (ShapedType::isDynamic(extent))
+          extent = inputType.getNumElements() / known;
+      target = type.clone(shape);
+    }
+    Value result = reshape(rewriter, loc, input, target);
+    rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
+    return success();
+  }
+
+  /// A collapse or an expand when one describes the reshape, else a collapse
+  /// to 1-D followed by an expand.
+  static Value reshape(OpBuilder &b, Location loc, Value input,
+                       RankedTensorType target) {
+    RankedTensorType source = rankedType(input);
+    ArrayRef<int64_t> from = source.getShape(), to = target.getShape();
+    if (source == target)
+      return input;
+    if (source.getRank() > target.getRank() && target.getRank() > 0) {
+      auto groups = getReassociationIndicesForCollapse(from, to);
+      if (groups && groupsMatch(to, from, *groups))
+        return tensor::CollapseShapeOp::create(b, loc, target, input, *groups);
+    }
+    if (source.getRank() < target.getRank() && source.getRank() > 0) {
+      auto groups = getReassociationIndicesForCollapse(to, from);
+      if (groups && groupsMatch(from, to, *groups)) {
+        SmallVector<OpFoldResult> sizes =
+            expandedSizes(b, loc, to, *groups, [&](int64_t group) {
+              return dimValue(b, loc, input, group);
+            });
+        return tensor::ExpandShapeOp::create(b, loc, target, input, *groups,
+                                             sizes);
+      }
+    }
+    // Through 1-D. Rank 0 on either side has one element, of static shape.
+    Value flat = input;
+    if (source.getRank() == 0) {
+      flat = tensor::ExpandShapeOp::create(
+          b, loc, source.clone(ArrayRef<int64_t>{1}), input,
+          ArrayRef<ReassociationIndices>{});
+    } else if (source.getRank() > 1) {
+      ReassociationIndices all =
+          llvm::to_vector(llvm::seq<int64_t>(0, source.getRank()));
+      flat = tensor::CollapseShapeOp::create(
+          b, loc, input, ArrayRef<ReassociationIndices>{all});
+    }
+    if (target.getRank() == 0) {
+      flat = castToType(b, loc, flat, source.clone(ArrayRef<int64_t>{1}));
+      return tensor::CollapseShapeOp::create(b, loc, target, flat,
+                                             ArrayRef<ReassociationIndices>{});
+    }
+    if (target.getRank() == 1)
+      return castToType(b, loc, flat, target);
+    ReassociationIndices all =
+        llvm::to_vector(llvm::seq<int64_t>(0, target.getRank()));
+    Value count = elementCount(b, loc, input);
+    SmallVector<OpFoldResult> sizes =
+        expandedSizes(b, loc, to, {all}, [&](int64_t) { return count; });
+    return tensor::ExpandShapeOp::create(
+        b, loc, target, flat, ArrayRef<ReassociationIndices>{all}, sizes);
+  }
+};
+
+struct TransposeOpLowering : OpConversionPattern<TransposeOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(TransposeOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value input = adaptor.getInput();
+    SmallVector<OpFoldResult> sizes;
+    for (int64_t dim : op.getPermutation())
+      sizes.push_back(tensor::getMixedSize(rewriter, loc, input, dim));
+    Value init = tensor::EmptyOp::create(rewriter, loc, sizes,
+                                         rankedType(input).getElementType());
+    auto transpose = linalg::TransposeOp::create(rewriter, loc, input, init,
+                                                 op.getPermutationAttr());
+    rewriter.replaceOp(op, transpose->getResult(0));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Loss
+//===----------------------------------------------------------------------===//
+
+struct CrossEntropyOpLowering : OpConversionPattern<CrossEntropyOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(CrossEntropyOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    Value logits = adaptor.getLogits(), targets = adaptor.getTargets(),
+          mask = adaptor.getMask();
+    int64_t positions = rankedType(targets).getRank();
+    Type compute = computeType(rankedType(logits).getElementType());
+    Value max = maxOverDim(rewriter, loc, logits, positions);
+    Value sum = sumExpOverDim(rewriter, loc, logits, positions, max);
+    Value vocab = dimValue(rewriter, loc, logits, positions);
+
+    // Masked sums of the per-position losses and of the mask, reducing every
+    // position at once into two scalars.
+    SmallVector<Value> inputs = {max, sum, targets};
+    if (mask)
+      inputs.push_back(mask);
+    AffineMap identity = rewriter.getMultiDimIdentityMap(positions);
+    SmallVector<AffineMap> maps(inputs.size(), identity);
+    AffineMap scalar = AffineMap::get(positions, 0, {}, context);
+    maps.append(2, scalar);
+    SmallVector<Value> totals = buildGeneric(
+        rewriter, loc, inputs,
+        {zeroAccumulator(rewriter, loc, {}, compute),
+         zeroAccumulator(rewriter, loc, {}, compute)},
+        maps,
+        iterators(positions, llvm::to_vector(llvm::seq<int64_t>(0, positions))),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
+          // loss = logsumexp(logits) - logits[target].
+          Value logSumExp = arith::AddFOp::create(
+              b, loc, args[0], math::LogOp::create(b, loc, args[1]));
+          SmallVector<Value> indices;
+          for (int64_t i = 0; i < positions; ++i)
+            indices.push_back(loopIndex(b, loc, i));
+          indices.push_back(clampedIndex(b, loc, args[2], vocab));
+          Value picked = tensor::ExtractOp::create(b, loc, logits, indices);
+          Value loss = arith::SubFOp::create(
+              b, loc, logSumExp, castFloat(b, loc, picked, compute));
+          Value weight = mask ? args[3] : floatConst(b, loc, compute, 1.0);
+          ValueRange acc = args.take_back(2);
+          return {
+              arith::AddFOp::create(
+                  b, loc, acc[0], arith::MulFOp::create(b, loc, weight, loss)),
+              arith::AddFOp::create(b, loc, acc[1], weight)};
+        });
+    // sum(mask * loss) / max(sum(mask), 1).
+    AffineMap none = AffineMap::get(0, 0, {}, context);
+    Value result = buildElementwise(
+        rewriter, loc, totals, {none, none}, {}, op.getType().getElementType(),
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+          Value count = arith::MaximumFOp::create(
+              b, loc, args[1], floatConst(b, loc, compute, 1.0));
+          return arith::DivFOp::create(b, loc, args[0], count);
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Pass
+//===----------------------------------------------------------------------===//
+
+struct ConvertNNToLinalg
+    : moec::impl::ConvertNNToLinalgBase<ConvertNNToLinalg> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    MLIRContext *context = &getContext();
+    // Reported here rather than left to the conversion, whose generic
+    // "failed to legalize" would hide the reason.
+    WalkResult walk = func.walk([](AttentionOp op) {
+      if (AttentionOpLowering::headGroup(op))
+        return WalkResult::advance();
+      op.emitOpError() << "needs static head counts to be lowered (the "
+                          "query-to-key/value head mapping is built into the "
+                          "indexing maps), got 'query' of type "
+                       << op.getQuery().getType() << " and 'key' of type "
+                       << op.getKey().getType();
+      return WalkResult::interrupt();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+
+    RewritePatternSet patterns(context);
+    patterns.add<BinaryOpLowering<AddOp, arith::AddFOp>,
+                 BinaryOpLowering<SubOp, arith::SubFOp>,
+                 BinaryOpLowering<MulOp, arith::MulFOp>,
+                 BinaryOpLowering<DivOp, arith::DivFOp>,
+                 BinaryOpLowering<PowOp, math::PowFOp>>(context);
+    patterns.add<UnaryOpLowering<NegOp>, UnaryOpLowering<ExpOp>,
+                 UnaryOpLowering<LogOp>, UnaryOpLowering<SqrtOp>,
+                 UnaryOpLowering<RsqrtOp>, UnaryOpLowering<ReciprocalOp>,
+                 UnaryOpLowering<TanhOp>, UnaryOpLowering<ErfOp>,
+                 UnaryOpLowering<SigmoidOp>, UnaryOpLowering<ReluOp>,
+                 UnaryOpLowering<SiluOp>, UnaryOpLowering<GeluOp>>(context);
+    patterns.add<LinearOpLowering, MatmulOpLowering, RMSNormOpLowering,
+                 LayerNormOpLowering, SoftmaxOpLowering, EmbeddingOpLowering,
+                 RotaryOpLowering, AttentionOpLowering, ReshapeOpLowering,
+                 TransposeOpLowering, CrossEntropyOpLowering>(context);
+
+    llvm::SmallPtrSet<Operation *, 4> inputErfs;
+    func.walk([&](math::ErfOp erf) { inputErfs.insert(erf); });
+    ConversionTarget target(*context);
+    target.addIllegalDialect<NNDialect>();
+    target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
+    if (failed(applyPartialConversion(func, target, std::move(patterns))))
+      return signalPassFailure();
+
+    // math.erf has no LLVM lowering; the erf ops of nn.erf and nn.gelu are
+    // expanded with upstream's polynomial approximation (a few ulp, no libm
+    // call, vectorisable), as the moe lowering does. math.erf that the input
+    // already had is left alone.
+    SmallVector<Operation *> erfs;
+    func.walk([&](math::ErfOp erf) {
+      if (!inputErfs.contains(erf))
+        erfs.push_back(erf);
+    });
+    if (erfs.empty())
+      return;
+    RewritePatternSet erfPatterns(context);
+    populatePolynomialApproximateErfPattern(erfPatterns);
+    GreedyRewriteConfig config;
+    config.setStrictness(GreedyRewriteStrictness::ExistingOps);
+    if (failed(applyOpPatternsGreedily(erfs, std::move(erfPatterns), config)))
+      signalPassFailure();
+  }
+};
+
+} // namespace

@@ -1,0 +1,297 @@
+//===- Experts.cpp - permute, expert_ffn, combine, shared_expert ----------===//
+//
+// See passes/ConvertMoEToLinalg.cpp for the design.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/MoELowering/Lowering.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
+
+using namespace mlir;
+using arith::CmpIPredicate;
+
+namespace moec::lowering {
+
+namespace {
+
+using utils::IteratorType;
+constexpr IteratorType kPar = IteratorType::parallel;
+
+RankedTensorType tensorType(Value value) {
+  return cast<RankedTensorType>(value.getType());
+}
+
+OpFoldResult fold(Value value) { return getAsOpFoldResult(value); }
+
+/// The 2-D slice `source[offsets...][sizes...]` with unit strides, rank
+/// reduced to `resultShape` (dropping leading unit dimensions).
+Value slice(IB &b, Value source, ArrayRef<Value> offsets,
+            ArrayRef<Value> sizes, ArrayRef<int64_t> resultShape) {
+  SmallVector<OpFoldResult> offs, szs,
+      strides(offsets.size(), b.getIndexAttr(1));
+  for (Value v : offsets)
+    offs.push_back(fold(v));
+  for (Value v : sizes)
+    szs.push_back(fold(v));
+  auto type = RankedTensorType::get(resultShape,
+                                    tensorType(source).getElementType());
+  return tensor::ExtractSliceOp::create(b, type, source, offs, szs, strides);
+}
+
+Value insertSlice(IB &b, Value source, Value dest, ArrayRef<Value> offsets,
+                  ArrayRef<Value> sizes) {
+  SmallVector<OpFoldResult> offs, szs,
+      strides(offsets.size(), b.getIndexAttr(1));
+  for (Value v : offsets)
+    offs.push_back(fold(v));
+  for (Value v : sizes)
+    szs.push_back(fold(v));
+  return tensor::InsertSliceOp::create(b, source, dest, offs, szs, strides);
+}
+
+/// The FFN of one expert on `rows` x [n, D]: fc1/fc3 [D, F], fc2 [F, Dout],
+/// biases [F] / [Dout] (any may be null except fc1, fc2), computed in f32.
+/// The result, [n, Dout] narrowed to dest's element type, is written into
+/// `dest` by the last op (the second matmul or the bias / narrowing
+/// generic), so that a `dest` sliced from a larger tensor and inserted back
+/// bufferizes in place, without a strided copy. When `destIsZero`, the
+/// generic adds its result to dest's (zero) values: a generic that ignores
+/// its output gets a fresh tensor.empty from linalg's elementwise fusion,
+/// which would bring the copy back.
+Value ffn(IB &b, Value x, Value n, Value fc1, Value fc2, Value fc3,
+          Value fc1Bias, Value fc2Bias, Value fc3Bias,
+          moe::Activation activation, Value dest, bool destIsZero) {
+  Type element = tensorType(dest).getElementType();
+  Value hidden = dim(b, fc1, 1), out = dim(b, fc2, 1);
+  Value h1 = matmulF32(b, x, fc1, n, hidden);
+  Value h3 = fc3 ? matmulF32(b, x, fc3, n, hidden) : Value();
+  AffineMap id = projection(b, 2, {0, 1}), col = projection(b, 2, {1});
+  SmallVector<Value> inputs = {h1};
+  SmallVector<AffineMap> maps = {id};
+  auto add = [&](Value v, AffineMap map) -> int {
+    if (!v)
+      return -1;
+    inputs.push_back(v);
+    maps.push_back(map);
+    return inputs.size() - 1;
+  };
+  int i3 = add(h3, id), b1 = add(fc1Bias, col), b3 = add(fc3Bias, col);
+  maps.push_back(id);
+  Value h = generic(
+      b, empty(b, tensorType(h1), {n, hidden}), inputs, maps, {kPar, kPar},
+      [&](IB &nb, ValueRange args) {
+        Value v = args[0];
+        if (b1 >= 0)
+          v = arith::AddFOp::create(nb, v, toF32(nb, args[b1]));
+        v = activate(nb, v, activation);
+        if (i3 >= 0) {
+          Value linear = args[i3];
+          if (b3 >= 0)
+            linear = arith::AddFOp::create(nb, linear, toF32(nb, args[b3]));
+          v = arith::MulFOp::create(nb, v, linear);
+        }
+        return v;
+      });
+  if (!fc2Bias && element.isF32()) {
+    Value zeros =
+        linalg::FillOp::create(b, cF32(b, 0.0), dest).getResult(0);
+    return linalg::MatmulOp::create(b, ValueRange{h, fc2}, ValueRange{zeros})
+        .getResult(0);
+  }
+  Value y = matmulF32(b, h, fc2, n, out);
+  SmallVector<Value> yInputs = {y};
+  SmallVector<AffineMap> yMaps = {id};
+  if (fc2Bias) {
+    yInputs.push_back(fc2Bias);
+    yMaps.push_back(col);
+  }
+  yMaps.push_back(id);
+  return generic(b, dest, yInputs, yMaps, {kPar, kPar}, [&](IB &nb, ValueRange args) {
+                   Value v = args[0];
+                   if (fc2Bias)
+                     v = arith::AddFOp::create(nb, v, toF32(nb, args[1]));
+                   if (destIsZero)
+                     v = arith::AddFOp::create(nb, toF32(nb, args.back()), v);
+                   return fromF32(nb, v, element);
+                 });
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// moe.permute
+//===----------------------------------------------------------------------===//
+
+SmallVector<Value> lowerPermute(IB &b, moe::PermuteOp op) {
+  Value x = op.getInput(), rowToken = op.getRowToken();
+  RankedTensorType type = op.getResult().getType();
+  Type element = type.getElementType();
+  Value tokens = dim(b, x, 0);
+  Value init = empty(b, type, {dim(b, rowToken, 0), dim(b, x, 1)});
+  return {generic(
+      b, init, {rowToken}, {projection(b, 2, {0}), projection(b, 2, {0, 1})},
+      {kPar, kPar}, [&](IB &nb, ValueRange args) {
+        Value t = toIndex(nb, args[0]);
+        // Padding rows (-1) are zero; the clamp keeps any other
+        // out-of-range token from reading out of bounds.
+        Value valid = inRange(nb, t, tokens);
+        Value safe = select(nb, valid, t, cIdx(nb, 0));
+        Value v = extract(nb, x, {safe, loopIndex(nb, 1)});
+        return select(nb, valid, v, cFloat(nb, element, 0.0));
+      })};
+}
+
+//===----------------------------------------------------------------------===//
+// moe.expert_ffn
+//===----------------------------------------------------------------------===//
+
+SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op) {
+  Value x = op.getInput(), offsets = op.getOffsets();
+  Value fc1 = op.getFc1(), fc2 = op.getFc2(), fc3 = op.getFc3();
+  Value fc1Bias = op.getFc1Bias(), fc2Bias = op.getFc2Bias(),
+        fc3Bias = op.getFc3Bias();
+  RankedTensorType type = op.getResult().getType();
+  Type element = type.getElementType();
+  Value zero = cIdx(b, 0), one = cIdx(b, 1);
+  Value rows = dim(b, x, 0), features = dim(b, x, 1);
+  Value experts = dim(b, fc1, 0), hidden = dim(b, fc1, 2),
+        out = dim(b, fc2, 2);
+
+  // Rows past offsets[E] stay zero.
+  Value init = filled(b, type, {rows, out}, cFloat(b, element, 0.0));
+  return {forLoop1(
+      b, zero, experts, init, [&](IB &eb, Value e, ValueRange it) {
+        // Rows offsets[e] .. offsets[e+1], clamped to [0, R] so a malformed
+        // plan cannot slice out of bounds.
+        Value lo = toIndex(eb, extract(eb, offsets, {e}));
+        Value hi = toIndex(eb, extract(eb, offsets, {addI(eb, e, one)}));
+        lo = minSI(eb, maxSI(eb, lo, zero), rows);
+        hi = minSI(eb, maxSI(eb, hi, lo), rows);
+        Value n = subI(eb, hi, lo);
+        Value xs = slice(eb, x, {lo, zero}, {n, features},
+                         {ShapedType::kDynamic, tensorType(x).getDimSize(1)});
+        auto expertSlice = [&](Value weights, Value size1,
+                               Value size2) -> Value {
+          if (!weights)
+            return Value();
+          auto shape = tensorType(weights).getShape();
+          return slice(eb, weights, {e, zero, zero}, {one, size1, size2},
+                       {shape[1], shape[2]});
+        };
+        auto biasSlice = [&](Value bias, Value size) -> Value {
+          if (!bias)
+            return Value();
+          return slice(eb, bias, {e, zero}, {one, size},
+                       {tensorType(bias).getShape()[1]});
+        };
+        Value dest = slice(eb, it[0], {lo, zero}, {n, out},
+                           {ShapedType::kDynamic, type.getDimSize(1)});
+        Value ys = ffn(eb, xs, n, expertSlice(fc1, features, hidden),
+                       expertSlice(fc2, hidden, out),
+                       expertSlice(fc3, features, hidden),
+                       biasSlice(fc1Bias, hidden), biasSlice(fc2Bias, out),
+                       biasSlice(fc3Bias, hidden), op.getActivation(), dest,
+                       /*destIsZero=*/true);
+        return SmallVector<Value>{insertSlice(eb, ys, it[0], {lo, zero},
+                                              {n, out})};
+      })};
+}
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+SmallVector<Value> lowerCombine(IB &b, moe::CombineOp op) {
+  Value x = op.getInput(), rowToken = op.getRowToken(),
+        rowWeight = op.getRowWeight(), init = op.getInit();
+  RankedTensorType type = op.getResult().getType();
+  Type element = type.getElementType();
+  Value zero = cIdx(b, 0), one = cIdx(b, 1);
+  Value tokens = dim(b, init, 0), features = dim(b, init, 1);
+  Value rows = dim(b, x, 0);
+  int64_t staticFeatures = type.getDimSize(1);
+
+  // Accumulate in f32: a widened copy of init for f16 / bf16. An f32 init
+  // is updated in place unless it comes from outside the function or from a
+  // non-linalg op: writing into a function argument would mutate the
+  // caller's buffer (moec bufferizes arguments as writable) and return a
+  // view of it, so such an init is first copied into a fresh tensor.
+  // (linalg.copy, as canonicalisation erases an identity generic.)
+  Value acc = init;
+  bool fresh = init.getDefiningOp<linalg::LinalgOp>() != nullptr;
+  if (element.isF32() && !fresh)
+    acc = linalg::CopyOp::create(b, init, empty(b, type, {tokens, features}))
+              .getResult(0);
+  else if (!element.isF32())
+    acc = elementwise(b, empty(b, withElement(type, b.getF32Type()),
+                               {tokens, features}),
+                      {init}, [&](IB &nb, ValueRange args) {
+                        return toF32(nb, args[0]);
+                      });
+  // Row order: result[t] += w[r] * x[r] for r = 0, 1, ...; each update is a
+  // row-wide generic on a slice of the accumulator (parallel over features).
+  acc = forLoop1(b, zero, rows, acc, [&](IB &rb, Value r, ValueRange it) {
+    Value t = toIndex(rb, extract(rb, rowToken, {r}));
+    return ifElse(
+        rb, inRange(rb, t, tokens),
+        [&](IB &ib) -> SmallVector<Value> {
+          Value w = toF32(ib, extract(ib, rowWeight, {r}));
+          Value target = slice(ib, it[0], {t, zero}, {one, features},
+                               {staticFeatures});
+          Value source =
+              slice(ib, x, {r, zero}, {one, features}, {staticFeatures});
+          Value updated = elementwise(
+              ib, target, {source}, [&](IB &nb, ValueRange args) {
+                return arith::AddFOp::create(
+                    nb, args[1],
+                    arith::MulFOp::create(nb, w, toF32(nb, args[0])));
+              });
+          return {insertSlice(ib, updated, it[0], {t, zero}, {one, features})};
+        },
+        [&](IB &) -> SmallVector<Value> { return {it[0]}; });
+  });
+  if (element.isF32())
+    return {acc};
+  return {elementwise(b, empty(b, type, {tokens, features}), {acc},
+                      [&](IB &nb, ValueRange args) {
+                        return fromF32(nb, args[0], element);
+                      })};
+}
+
+//===----------------------------------------------------------------------===//
+// moe.shared_expert
+//===----------------------------------------------------------------------===//
+
+SmallVector<Value> lowerSharedExpert(IB &b, moe::SharedExpertOp op) {
+  Value x = op.getInput(), gate = op.getGate();
+  RankedTensorType type = op.getResult().getType();
+  Type element = type.getElementType();
+  Value tokens = dim(b, x, 0), out = dim(b, op.getFc2(), 1);
+  if (!gate)
+    return {ffn(b, x, tokens, op.getFc1(), op.getFc2(), op.getFc3(), Value(),
+                Value(), Value(), op.getActivation(),
+                empty(b, type, {tokens, out}), /*destIsZero=*/false)};
+  Value y = ffn(b, x, tokens, op.getFc1(), op.getFc2(), op.getFc3(), Value(),
+                Value(), Value(), op.getActivation(),
+                empty(b, withElement(type, b.getF32Type()), {tokens, out}),
+                /*destIsZero=*/false);
+  // Per-token gate sigmoid(x @ gate), [T, 1].
+  Value g = matmulF32(b, x, gate, tokens, cIdx(b, 1));
+  return {generic(b, empty(b, type, {tokens, out}), {y, g},
+                  {projection(b, 2, {0, 1}),
+                   AffineMap::get(2, 0,
+                                  {b.getAffineDimExpr(0),
+                                   b.getAffineConstantExpr(0)},
+                                  b.getContext()),
+                   projection(b, 2, {0, 1})},
+                  {kPar, kPar}, [&](IB &nb, ValueRange args) {
+                    Value v = arith::MulFOp::create(nb, args[0],
+                                                    sigmoid(nb, args[1]));
+                    return fromF32(nb, v, element);
+                  })};
+}
+
+} // namespace moec::lowering
