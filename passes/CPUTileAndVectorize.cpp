@@ -8,7 +8,8 @@
 //   scf.forall over blocks of kRowBlock rows        (threads, see
 //                                                    moe-outline-parallel-loops)
 //     scf.for over kColBlock columns                (B panel stays in cache)
-//       scf.for over kMicroRows rows, peeled        (full tiles unmasked)
+//       scf.for over kMicroRows rows, peeled        (full tiles unmasked,
+//                                                    edge rows one by one)
 //         scf.for over kMicroCols columns
 //           scf.for over K, one step at a time      (accumulator in registers)
 //             vector FMA of a kMicroRows x kMicroCols tile
@@ -65,6 +66,14 @@ module attributes {transform.with_named_sequence} {
         : !transform.any_op to !transform.op<"scf.for">
     %full, %edge = transform.loop.peel %row_for
         : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)
+    // The last rows (fewer than 6) go one at a time: their vectors then have
+    // constant masks that fold away, where a dynamic row mask would turn
+    // every load and store into per-element code.
+    %edge_mm = transform.structured.match ops{["linalg.matmul"]} in %edge
+        : (!transform.any_op) -> !transform.any_op
+    %edge_rows, %edge_loop = transform.structured.tile_using_for %edge_mm
+        tile_sizes [1, 0, 0]
+        : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
     transform.yield
   }
 

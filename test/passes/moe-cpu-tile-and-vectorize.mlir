@@ -2,7 +2,7 @@
 
 // A matmul with a dynamic row count: row blocks of 96 in an scf.forall, full
 // 6-row tiles vectorised without masks with the 6x16 accumulator carried in
-// registers across K, then the peeled edge rows with masks.
+// registers across K, then the peeled edge rows one by one.
 
 // CHECK-LABEL: func.func @matmul
 // CHECK: scf.forall (%{{.*}}) in (%{{.*}}) shared_outs(%{{.*}} = %arg2) -> (tensor<?x32xf32>)
@@ -14,8 +14,9 @@
 // CHECK: arith.mulf {{.*}} : vector<6x16x1xf32>
 // CHECK: arith.addf {{.*}} : vector<6x16xf32>
 // CHECK: vector.transfer_write {{.*}} : vector<6x16xf32>, tensor<6x32xf32>
-// The edge rows:
-// CHECK: %[[MASK:.*]] = vector.create_mask
+// The edge rows, one at a time, with constant masks:
+// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c1
+// CHECK: %[[MASK:.*]] = vector.constant_mask [1, 16] : vector<6x16xi1>
 // CHECK: vector.transfer_read {{.*}}, %[[MASK]]
 func.func @matmul(%a: tensor<?x64xf32>, %b: tensor<64x32xf32>, %c: tensor<?x32xf32>) -> tensor<?x32xf32> {
   %r = linalg.matmul ins(%a, %b : tensor<?x64xf32>, tensor<64x32xf32>) outs(%c : tensor<?x32xf32>) -> tensor<?x32xf32>
