@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test" / "e2e"))
 import moe_abi  # noqa: E402
+from timing import best_time  # noqa: E402
 
 MODEL = """
 func.func @forward(%x: tensor<?x{K}xf32> {{moe.name = "x"}},
@@ -51,15 +51,6 @@ for _ in range(reps):
 print(best)
 """
 
-
-def best_time(fn, reps):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def openblas_time(m, k, n, threads, reps):

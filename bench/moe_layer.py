@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "test" / "e2e"))
 import moe_abi  # noqa: E402
+from timing import best_time  # noqa: E402
 
 LAYER = """
 func.func @forward(
@@ -60,15 +60,6 @@ def numpy_layer(x, router, w1, w2, w3, k):
         y[token] += weights[token, slot, None] * (act @ w2[e])
     return y
 
-
-def best_time(fn, reps):
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main():
