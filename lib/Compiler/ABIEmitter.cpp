@@ -42,6 +42,7 @@ public:
 
 private:
   GlobalVariable *servicesSlot();
+  GlobalVariable *recoverySlot();
   StructType *servicesType();
   void defineAllocationHooks();
   void defineBF16Truncation();
@@ -60,6 +61,7 @@ private:
   PointerType *ptr;
   IntegerType *i32, *i64;
   GlobalVariable *services = nullptr;
+  GlobalVariable *recovery = nullptr;
 };
 
 /// The runtime's services table as seen by generated code.
@@ -81,6 +83,17 @@ GlobalVariable *Emitter::servicesSlot() {
   return services;
 }
 
+/// Where an allocation failure on the invoking thread jumps to (a jmp_buf of
+/// the running invoke, or null).
+GlobalVariable *Emitter::recoverySlot() {
+  if (!recovery)
+    recovery = new GlobalVariable(
+        module, ptr, /*isConstant=*/false, GlobalValue::InternalLinkage,
+        ConstantPointerNull::get(ptr), "__moe_recovery", nullptr,
+        GlobalValue::GeneralDynamicTLSModel);
+  return recovery;
+}
+
 /// MLIR's memref lowering (use-generic-functions) calls these for every
 /// allocation; they forward to the runtime.
 void Emitter::defineAllocationHooks() {
@@ -96,12 +109,32 @@ void Emitter::defineAllocationHooks() {
     Value *slot = b.CreateStructGEP(servicesType(), table, field);
     return std::pair{table, b.CreateLoad(ptr, slot)};
   };
+  // Generated code cannot test what an allocation returns, so a NULL from
+  // the runtime jumps back to the invoke wrapper, which reports
+  // MOE_ABI_OUT_OF_MEMORY (the memory allocated so far is lost).
+  FunctionCallee longjmpFn = module.getOrInsertFunction(
+      "longjmp", FunctionType::get(Type::getVoidTy(context), {ptr, i32}, false));
+  if (auto *fn = dyn_cast<Function>(longjmpFn.getCallee()))
+    fn->setDoesNotReturn();
   auto callAlloc = [&](IRBuilder<> &b, Value *bytes, Value *alignment) {
     auto [table, alloc] = servicesField(b, kServicesAlloc);
     Value *ctx = b.CreateLoad(
         ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
     FunctionType *allocType = FunctionType::get(ptr, {ptr, i64, i64}, false);
-    return b.CreateCall(allocType, alloc, {ctx, bytes, alignment});
+    Value *memory = b.CreateCall(allocType, alloc, {ctx, bytes, alignment});
+    Function *fn = b.GetInsertBlock()->getParent();
+    BasicBlock *failed = BasicBlock::Create(context, "failed", fn);
+    BasicBlock *jump = BasicBlock::Create(context, "jump", fn);
+    BasicBlock *done = BasicBlock::Create(context, "done", fn);
+    b.CreateCondBr(b.CreateIsNull(memory), failed, done);
+    b.SetInsertPoint(failed);
+    Value *point = b.CreateLoad(ptr, recoverySlot());
+    b.CreateCondBr(b.CreateIsNull(point), done, jump);
+    b.SetInsertPoint(jump);
+    b.CreateCall(longjmpFn, {point, ConstantInt::get(i32, 1)});
+    b.CreateUnreachable();
+    b.SetInsertPoint(done);
+    return memory;
   };
 
   // Alignment 64 suits every vector width the CPU backend emits.
@@ -166,12 +199,16 @@ Error Emitter::defineParallelDispatch(Function *dispatch) {
     b.CreateStore(
         b.CreateLoad(ptr, b.CreateStructGEP(closureType, closure, 0)),
         servicesSlot());
+    // No jump out of a chunk: it would cross the runtime's parallel_for.
+    Value *previousRecovery = b.CreateLoad(ptr, recoverySlot());
+    b.CreateStore(ConstantPointerNull::get(ptr), recoverySlot());
     SmallVector<Value *> args = {trampoline->getArg(1), trampoline->getArg(2)};
     for (unsigned i = 1; i < fields.size(); ++i)
       args.push_back(b.CreateLoad(fields[i],
                                   b.CreateStructGEP(closureType, closure, i)));
     b.CreateCall(body, args);
     b.CreateStore(previous, servicesSlot());
+    b.CreateStore(previousRecovery, recoverySlot());
     b.CreateRetVoid();
   }
 
@@ -248,7 +285,26 @@ Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
   // Save and restore the slot so that a model invoked from inside another
   // invoke on the same thread (never done by moert, but legal) still works.
   Value *previous = b.CreateLoad(ptr, servicesSlot());
+  Value *previousRecovery = b.CreateLoad(ptr, recoverySlot());
   b.CreateStore(invoke->getArg(1), servicesSlot());
+  // glibc's jmp_buf is 200 bytes on x86-64; 256 leaves room.
+  Value *jumpBuffer = b.CreateAlloca(ArrayType::get(b.getInt8Ty(), 256));
+  cast<AllocaInst>(jumpBuffer)->setAlignment(Align(16));
+  b.CreateStore(jumpBuffer, recoverySlot());
+  FunctionCallee setjmpFn = module.getOrInsertFunction(
+      "_setjmp", FunctionType::get(i32, {ptr}, false));
+  if (auto *fn = dyn_cast<Function>(setjmpFn.getCallee()))
+    fn->addFnAttr(Attribute::ReturnsTwice);
+  CallInst *jumped = b.CreateCall(setjmpFn, {jumpBuffer});
+  jumped->addFnAttr(Attribute::ReturnsTwice);
+  BasicBlock *outOfMemory = BasicBlock::Create(context, "out_of_memory", invoke);
+  BasicBlock *run = BasicBlock::Create(context, "run", invoke);
+  b.CreateCondBr(b.CreateIsNotNull(jumped), outOfMemory, run);
+  b.SetInsertPoint(outOfMemory);
+  b.CreateStore(previous, servicesSlot());
+  b.CreateStore(previousRecovery, recoverySlot());
+  b.CreateRet(ConstantInt::get(i32, MOE_ABI_OUT_OF_MEMORY));
+  b.SetInsertPoint(run);
 
   auto descriptor = [&](unsigned index) {
     return b.CreateLoad(ptr, b.CreateConstInBoundsGEP1_64(ptr, args, index));
@@ -300,6 +356,7 @@ Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
     }
   }
   b.CreateStore(previous, servicesSlot());
+  b.CreateStore(previousRecovery, recoverySlot());
   b.CreateRet(ConstantInt::get(i32, MOE_ABI_OK));
   return invoke;
 }

@@ -97,7 +97,7 @@ class Model:
     per thread; ctypes releases the GIL while a chunk runs, so chunks run in
     parallel."""
 
-    def __init__(self, path, threads=None):
+    def __init__(self, path, threads=None, alloc_limit=None):
         self.lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_LOCAL)
         query = self.lib.moe_abi_query
         query.restype = ctypes.POINTER(_Model)
@@ -111,6 +111,9 @@ class Model:
             args = [ArgInfo(entry.args[j]) for j in range(entry.num_args)]
             self.entries[entry.name.decode()] = (entry, args)
         self._live = {}
+        # Allocations larger than this many bytes fail (tests of the model's
+        # out-of-memory path).
+        self.alloc_limit = alloc_limit
         self._lock = threading.Lock()
         self.allocations = 0
         self._alloc = _Alloc(self._allocate)
@@ -135,6 +138,8 @@ class Model:
             future.result()
 
     def _allocate(self, _context, size, alignment):
+        if self.alloc_limit is not None and size > self.alloc_limit:
+            return None
         buffer = np.empty(size + alignment, dtype=np.uint8)
         address = buffer.ctypes.data
         address += (-address) % alignment
