@@ -24,32 +24,24 @@ RankedTensorType tensorType(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
 
-OpFoldResult fold(Value value) { return getAsOpFoldResult(value); }
-
 /// The 2-D slice `source[offsets...][sizes...]` with unit strides, rank
 /// reduced to `resultShape` (dropping leading unit dimensions).
 Value slice(IB &b, Value source, ArrayRef<Value> offsets,
             ArrayRef<Value> sizes, ArrayRef<int64_t> resultShape) {
-  SmallVector<OpFoldResult> offs, szs,
-      strides(offsets.size(), b.getIndexAttr(1));
-  for (Value v : offsets)
-    offs.push_back(fold(v));
-  for (Value v : sizes)
-    szs.push_back(fold(v));
+  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
   auto type = RankedTensorType::get(resultShape,
                                     tensorType(source).getElementType());
-  return tensor::ExtractSliceOp::create(b, type, source, offs, szs, strides);
+  return tensor::ExtractSliceOp::create(b, type, source,
+                                        getAsOpFoldResult(offsets),
+                                        getAsOpFoldResult(sizes), strides);
 }
 
 Value insertSlice(IB &b, Value source, Value dest, ArrayRef<Value> offsets,
                   ArrayRef<Value> sizes) {
-  SmallVector<OpFoldResult> offs, szs,
-      strides(offsets.size(), b.getIndexAttr(1));
-  for (Value v : offsets)
-    offs.push_back(fold(v));
-  for (Value v : sizes)
-    szs.push_back(fold(v));
-  return tensor::InsertSliceOp::create(b, source, dest, offs, szs, strides);
+  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+  return tensor::InsertSliceOp::create(b, source, dest,
+                                       getAsOpFoldResult(offsets),
+                                       getAsOpFoldResult(sizes), strides);
 }
 
 /// The FFN of one expert on `rows` x [n, D]: fc1/fc3 [D, F], fc2 [F, Dout],
