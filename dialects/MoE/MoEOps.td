@@ -13,6 +13,7 @@
 #define MOEC_MOE_OPS
 
 include "dialects/MoE/MoEDialect.td"
+include "dialects/Common/DifferentiableOpInterface.td"
 include "dialects/Common/InferTypeWithDefaults.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 

@@ -2,6 +2,7 @@
 #ifndef MOEC_DIALECTS_NN_NNDIALECT_H
 #define MOEC_DIALECTS_NN_NNDIALECT_H
 
+#include "dialects/Common/DifferentiableOpInterface.h"
 #include "mlir/Bytecode/BytecodeOpInterface.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Dialect.h"

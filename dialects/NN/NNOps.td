@@ -11,6 +11,7 @@
 #define MOEC_NN_OPS
 
 include "dialects/NN/NNDialect.td"
+include "dialects/Common/DifferentiableOpInterface.td"
 include "dialects/Common/InferTypeWithDefaults.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
