@@ -101,6 +101,7 @@ def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
            "'eval' (no jitter, eval_capacity_factor)">
   ];
   let dependentDialects = ["::moec::moe::MoEDialect"];
+}
 
 def MoEAutodiff : Pass<"moe-autodiff", "::mlir::ModuleOp"> {
   let summary = "reverse-mode differentiation of @forward into @train_step";
