@@ -130,3 +130,30 @@ func.func @untouched(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
   %y = nn.relu %x : tensor<4x8xf32>
   return %y : tensor<4x8xf32>
 }
+
+// -----
+
+// The evaluation capacity travels to the routing op.
+// CHECK-LABEL: func.func @eval_capacity
+// CHECK: moe.dispatch %{{.*}}, %{{.*}} {capacity_factor = 1.000000e+00 : f64, eval_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64}
+// CHECK-LABEL: func.func @eval_capacity_expert_choice
+// CHECK: moe.expert_choice %{{.*}} {capacity_factor = 1.000000e+00 : f64, eval_capacity_factor = 1.500000e+00 : f64}
+func.func @eval_capacity(%x: tensor<?x16xf32>, %wg: tensor<16x4xf32>,
+                         %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>)
+    -> tensor<?x16xf32> {
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<?x16xf32>
+      router %wg : tensor<16x4xf32>
+      experts relu %w1 : tensor<4x16x32xf32>, %w2 : tensor<4x32x16xf32>
+      {k = 1 : i64, capacity_factor = 1.0 : f64,
+       eval_capacity_factor = 2.0 : f64}
+  return %y : tensor<?x16xf32>
+}
+func.func @eval_capacity_expert_choice(%x: tensor<?x16xf32>,
+    %wg: tensor<16x4xf32>, %w1: tensor<4x16x32xf32>,
+    %w2: tensor<4x32x16xf32>) -> tensor<?x16xf32> {
+  %y, %aux, %z, %load, %drop = moe.layer expert_choice %x : tensor<?x16xf32>
+      router %wg : tensor<16x4xf32>
+      experts relu %w1 : tensor<4x16x32xf32>, %w2 : tensor<4x32x16xf32>
+      {capacity_factor = 1.0 : f64, eval_capacity_factor = 1.5 : f64}
+  return %y : tensor<?x16xf32>
+}

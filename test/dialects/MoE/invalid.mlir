@@ -1452,3 +1452,271 @@ func.func @layer_generic_result_type(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>
   %y:5 = "moe.layer"(%x, %wg, %w1, %w2) <{activation = 0 : i32, routing = 0 : i32, operandSegmentSizes = array<i32: 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0>}> : (tensor<4x64xf32>, tensor<64x8xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>) -> (tensor<4x64xf32>, tensor<f32>, tensor<f32>, tensor<4xi64>, tensor<i64>)
   return
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// eval_capacity_factor and the backward ops (moe.*_grad)
+//===----------------------------------------------------------------------===//
+
+func.func @dispatch_eval_capacity_zero(%idx: tensor<4x2xi32>, %w: tensor<4x2xf32>) {
+  // expected-error @+1 {{'moe.dispatch' op attribute 'eval_capacity_factor' failed to satisfy constraint: 64-bit float attribute whose value is positive}}
+  %rt, %rw, %off = moe.dispatch %idx, %w {num_experts = 8 : i64, eval_capacity_factor = 0.0 : f64} : tensor<4x2xi32>, tensor<4x2xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_eval_capacity_negative(%logits: tensor<4x8xf32>) {
+  // expected-error @+1 {{'moe.expert_choice' op attribute 'eval_capacity_factor' failed to satisfy constraint: 64-bit float attribute whose value is positive}}
+  %rt, %rw, %off, %p = moe.expert_choice %logits {capacity_factor = 1.0 : f64, eval_capacity_factor = -2.0 : f64} : tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @layer_eval_capacity_zero(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op attribute 'eval_capacity_factor' failed to satisfy constraint: 64-bit float attribute whose value is positive}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts relu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> {eval_capacity_factor = 0.0 : f64}
+  return
+}
+
+// -----
+
+func.func @gate_grad_rank(%dl: tensor<8xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{'moe.gate_grad' op 'logits_grad' must have rank 2 ([T, E]), got 'tensor<8xf32>'}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w : tensor<8xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @gate_grad_experts(%dl: tensor<4x6xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{'moe.gate_grad' op 'logits_grad' dimension 1 (6) must equal the number of experts of 'weight' (8); 'logits_grad' has shape 4x6}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w : tensor<4x6xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @gate_grad_tokens(%dl: tensor<5x8xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{'moe.gate_grad' op 'logits_grad' dimension 0 (5) must equal the token count T of 'input' (4); 'logits_grad' has shape 5x8}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w : tensor<5x8xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @gate_grad_element(%dl: tensor<4x8xf16>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{'moe.gate_grad' op 'logits_grad' element type ('f16') must match 'input' element type ('f32')}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w : tensor<4x8xf16>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @gate_grad_jitter_without_seed(%dl: tensor<4x8xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>) {
+  // expected-error @+1 {{'moe.gate_grad' op 'jitter_eps' = 1.000000e-01 needs a 'seed' operand to draw the jitter}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w {jitter_eps = 0.1 : f32} : tensor<4x8xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @gate_grad_jitter_range(%dl: tensor<4x8xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>, %s: i64) {
+  // expected-error @+1 {{'moe.gate_grad' op 'jitter_eps' must lie in [0, 1), got 1.500000e+00}}
+  %a, %b, %c = moe.gate_grad %dl, %x, %w seed %s {jitter_eps = 1.5 : f32} : tensor<4x8xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_no_grads(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op needs 'weights_grad' or 'probs_grad'}}
+  %dl = moe.token_choice_grad softmax %p, %idx : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_weights_k(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dw: tensor<4x3xf32>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op 'weights_grad' dimension 1 (3) must equal k of 'indices' (2); 'weights_grad' has shape 4x3}}
+  %dl = moe.token_choice_grad softmax %p, %idx weights_grad %dw : tensor<4x3xf32> : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_probs_grad_shape(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dp: tensor<4x7xf32>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op 'probs_grad' dimension 1 (7) must equal the number of experts of 'probs' (8); 'probs_grad' has shape 4x7}}
+  %dl = moe.token_choice_grad softmax %p, %idx probs_grad %dp : tensor<4x7xf32> : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_element(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dw: tensor<4x2xbf16>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op 'weights_grad' element type ('bf16') must match 'probs' element type ('f32')}}
+  %dl = moe.token_choice_grad softmax %p, %idx weights_grad %dw : tensor<4x2xbf16> : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_scaling(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dw: tensor<4x2xf32>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op 'scaling_factor' must be > 0, got 0.000000e+00}}
+  %dl = moe.token_choice_grad softmax %p, %idx weights_grad %dw : tensor<4x2xf32> {scaling_factor = 0.0 : f32} : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_not_tensor(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dw: f32) {
+  // expected-error @+1 {{'moe.token_choice_grad' op 'weights_grad' must be a ranked tensor, got 'f32'}}
+  %dl = moe.token_choice_grad softmax %p, %idx weights_grad %dw : f32 : tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_grad_offsets(%p: tensor<4x8xf32>, %rt: tensor<8xi32>, %off: tensor<8xi32>, %drw: tensor<8xf32>) {
+  // expected-error @+1 {{'moe.expert_choice_grad' op 'offsets' dimension 0 (8) must equal E + 1 for the experts of 'probs' (9); 'offsets' has shape 8}}
+  %dl = moe.expert_choice_grad %p, %rt, %off row_weight_grad %drw : tensor<8xf32> : tensor<4x8xf32>, tensor<8xi32>, tensor<8xi32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_grad_rows(%p: tensor<4x8xf32>, %rt: tensor<8xi32>, %off: tensor<9xi32>, %drw: tensor<6xf32>) {
+  // expected-error @+1 {{'moe.expert_choice_grad' op 'row_weight_grad' dimension 0 (6) must equal the row count R of 'row_token' (8); 'row_weight_grad' has shape 6}}
+  %dl = moe.expert_choice_grad %p, %rt, %off row_weight_grad %drw : tensor<6xf32> : tensor<4x8xf32>, tensor<8xi32>, tensor<9xi32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_grad_no_grads(%p: tensor<4x8xf32>, %rt: tensor<8xi32>, %off: tensor<9xi32>) {
+  // expected-error @+1 {{'moe.expert_choice_grad' op needs 'row_weight_grad' or 'probs_grad'}}
+  %dl = moe.expert_choice_grad %p, %rt, %off : tensor<4x8xf32>, tensor<8xi32>, tensor<9xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_grad_rows(%drw: tensor<7xf32>, %idx: tensor<4x2xi32>, %rt: tensor<8xi32>, %off: tensor<5xi32>) {
+  // expected-error @+1 {{'moe.dispatch_grad' op 'row_token' dimension 0 (8) must equal the row count R of 'row_weight_grad' (7); 'row_token' has shape 8}}
+  %dw = moe.dispatch_grad %drw, %idx, %rt, %off : tensor<7xf32>, tensor<4x2xi32>, tensor<8xi32>, tensor<5xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_grad_offsets(%drw: tensor<8xf32>, %idx: tensor<4x2xi32>, %rt: tensor<8xi32>, %off: tensor<1xi32>) {
+  // expected-error @+1 {{'moe.dispatch_grad' op 'offsets' must have E + 1 >= 2 entries, got 'tensor<1xi32>'}}
+  %dw = moe.dispatch_grad %drw, %idx, %rt, %off : tensor<8xf32>, tensor<4x2xi32>, tensor<8xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_grad_indices_rank(%drw: tensor<8xf32>, %idx: tensor<8xi32>, %rt: tensor<8xi32>, %off: tensor<5xi32>) {
+  // expected-error @+1 {{'moe.dispatch_grad' op 'indices' must have rank 2 ([T, k]), got 'tensor<8xi32>'}}
+  %dw = moe.dispatch_grad %drw, %idx, %rt, %off : tensor<8xf32>, tensor<8xi32>, tensor<8xi32>, tensor<5xi32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_out(%dy: tensor<10x5xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op 'result_grad' dimension 1 (5) must equal the output size D_out of the weights (64); 'result_grad' has shape 10x5}}
+  %dx, %d1, %d2 = moe.expert_ffn_grad relu %dy, %xs, %off, %w1, %w2 : tensor<10x5xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_rows(%dy: tensor<11x64xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op 'result_grad' dimension 0 (11) must equal the row count of 'input' (10); 'result_grad' has shape 11x64}}
+  %dx, %d1, %d2 = moe.expert_ffn_grad relu %dy, %xs, %off, %w1, %w2 : tensor<11x64xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_gated_needs_fc3(%dy: tensor<10x64xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op activation 'swiglu' is gated and needs the 'fc3' weights}}
+  %dx, %d1, %d2 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1, %w2 : tensor<10x64xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_element(%dy: tensor<10x64xf16>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op 'result_grad' element type ('f16') must match 'input' element type ('f32')}}
+  %dx, %d1, %d2 = moe.expert_ffn_grad relu %dy, %xs, %off, %w1, %w2 : tensor<10x64xf16>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @combine_grad_features(%dy: tensor<4x32xf32>, %ys: tensor<8x64xf32>, %rt: tensor<8xi32>, %rw: tensor<8xf32>) {
+  // expected-error @+1 {{'moe.combine_grad' op 'result_grad' dimension 1 (32) must equal the feature size D of 'input' (64); 'result_grad' has shape 4x32}}
+  %a, %b = moe.combine_grad %dy, %ys, %rt, %rw : tensor<4x32xf32>, tensor<8x64xf32>, tensor<8xi32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @combine_grad_rows(%dy: tensor<4x64xf32>, %ys: tensor<8x64xf32>, %rt: tensor<8xi32>, %rw: tensor<9xf32>) {
+  // expected-error @+1 {{'moe.combine_grad' op 'row_weight' dimension 0 (9) must equal the row count R of 'input' (8); 'row_weight' has shape 9}}
+  %a, %b = moe.combine_grad %dy, %ys, %rt, %rw : tensor<4x64xf32>, tensor<8x64xf32>, tensor<8xi32>, tensor<9xf32>
+  return
+}
+
+// -----
+
+func.func @combine_grad_element(%dy: tensor<4x64xf32>, %ys: tensor<8x64xf32>, %rt: tensor<8xi32>, %rw: tensor<8xf16>) {
+  // expected-error @+1 {{'moe.combine_grad' op 'row_weight' element type ('f16') must match 'input' element type ('f32')}}
+  %a, %b = moe.combine_grad %dy, %ys, %rt, %rw : tensor<4x64xf32>, tensor<8x64xf32>, tensor<8xi32>, tensor<8xf16>
+  return
+}
+
+// -----
+
+func.func @shared_expert_grad_gate(%dy: tensor<4x64xf32>, %x: tensor<4x64xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>, %g: tensor<64x2xf32>) {
+  // expected-error @+1 {{'moe.shared_expert_grad' op 'gate' dimension 1 (2) must equal one gate value per token (1); 'gate' has shape 64x2}}
+  %dx, %d1, %d2, %dg = moe.shared_expert_grad relu %dy, %x, %s1, %s2 gate %g : tensor<64x2xf32> : tensor<4x64xf32>, tensor<4x64xf32>, tensor<64x256xf32>, tensor<256x64xf32>
+  return
+}
+
+// -----
+
+func.func @shared_expert_grad_out(%dy: tensor<4x32xf32>, %x: tensor<4x64xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
+  // expected-error @+1 {{'moe.shared_expert_grad' op 'result_grad' dimension 1 (32) must equal the output size D_out of the weights (64); 'result_grad' has shape 4x32}}
+  %dx, %d1, %d2 = moe.shared_expert_grad relu %dy, %x, %s1, %s2 : tensor<4x32xf32>, tensor<4x64xf32>, tensor<64x256xf32>, tensor<256x64xf32>
+  return
+}
+
+// -----
+
+func.func @load_balancing_loss_grad_tokens(%g: tensor<f32>, %p: tensor<4x8xf32>, %idx: tensor<5x2xi32>) {
+  // expected-error @+1 {{'moe.load_balancing_loss_grad' op 'indices' dimension 0 (5) must equal the token count T of 'probs' (4); 'indices' has shape 5x2}}
+  %dp = moe.load_balancing_loss_grad %g, %p, %idx : tensor<f32>, tensor<4x8xf32>, tensor<5x2xi32>
+  return
+}
+
+// -----
+
+func.func @load_balancing_loss_grad_scalar(%g: tensor<1xf32>, %p: tensor<4x8xf32>, %idx: tensor<4x2xi32>) {
+  // expected-error @+1 {{'moe.load_balancing_loss_grad' op operand #0 must be 0D tensor of 32-bit float values, but got 'tensor<1xf32>'}}
+  %dp = moe.load_balancing_loss_grad %g, %p, %idx : tensor<1xf32>, tensor<4x8xf32>, tensor<4x2xi32>
+  return
+}
+
+// -----
+
+func.func @z_loss_grad_rank(%g: tensor<f32>, %l: tensor<8xf32>) {
+  // expected-error @+1 {{'moe.z_loss_grad' op 'logits' must have rank 2 ([T, E]), got 'tensor<8xf32>'}}
+  %dl = moe.z_loss_grad %g, %l : tensor<f32>, tensor<8xf32>
+  return
+}

@@ -638,3 +638,144 @@ func.func @layer_output_size_from_shared_expert(
   return %y, %aux, %z, %load, %drop
       : tensor<?x64xf32>, tensor<f32>, tensor<f32>, tensor<8xi64>, tensor<i64>
 }
+
+//===----------------------------------------------------------------------===//
+// Train / eval routing: eval_capacity_factor
+//===----------------------------------------------------------------------===//
+
+// CHECK-LABEL: func.func @eval_capacity_factor(
+// CHECK: moe.dispatch %arg0, %arg1 {capacity_factor = 1.000000e+00 : f64, eval_capacity_factor = 2.000000e+00 : f64, num_experts = 4 : i64} : tensor<10x2xi32>, tensor<10x2xf32>
+// CHECK: moe.expert_choice %arg2 {capacity_factor = 1.000000e+00 : f64, eval_capacity_factor = 1.500000e+00 : f64} : tensor<16x4xf32>
+// CHECK: return {{.*}} : tensor<20xi32>, tensor<16xi32>
+func.func @eval_capacity_factor(%idx: tensor<10x2xi32>, %w: tensor<10x2xf32>,
+                                %logits: tensor<16x4xf32>)
+    -> (tensor<20xi32>, tensor<16xi32>) {
+  // capacity_factor alone decides the types: C = ceil(1.0 * 10 * 2 / 4) = 5,
+  // R = min(20, 4 * 5) = 20; expert choice C = min(16, ceil(16 / 4)) = 4,
+  // R = 16.
+  %rt, %rw, %off = moe.dispatch %idx, %w
+      {num_experts = 4 : i64, capacity_factor = 1.0 : f64,
+       eval_capacity_factor = 2.0 : f64} : tensor<10x2xi32>, tensor<10x2xf32>
+  %ert, %erw, %eoff, %p = moe.expert_choice %logits
+      {capacity_factor = 1.0 : f64, eval_capacity_factor = 1.5 : f64}
+      : tensor<16x4xf32>
+  return %rt, %ert : tensor<20xi32>, tensor<16xi32>
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients
+//===----------------------------------------------------------------------===//
+
+// CHECK-LABEL: func.func @gate_grad(
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}} = moe.gate_grad %arg0, %arg1, %arg2 seed %arg3 {jitter_eps = 0.00999999977 : f32} : tensor<?x8xf32>, tensor<?x64xf32>, tensor<64x8xf32>
+// CHECK: return {{.*}} : tensor<?x64xf32>, tensor<64x8xf32>, tensor<8xf32>
+func.func @gate_grad(%dl: tensor<?x8xf32>, %x: tensor<?x64xf32>,
+                     %w: tensor<64x8xf32>, %seed: i64)
+    -> (tensor<?x64xf32>, tensor<64x8xf32>, tensor<8xf32>) {
+  %dx, %dw, %db = moe.gate_grad %dl, %x, %w seed %seed
+      {jitter_eps = 0.01 : f32}
+      : tensor<?x8xf32>, tensor<?x64xf32>, tensor<64x8xf32>
+  return %dx, %dw, %db : tensor<?x64xf32>, tensor<64x8xf32>, tensor<8xf32>
+}
+
+// CHECK-LABEL: func.func @token_choice_grad(
+// CHECK: moe.token_choice_grad softmax %arg0, %arg1 weights_grad %arg2 : tensor<?x2xf32> probs_grad %arg3 : tensor<?x8xf32> {normalize, scaling_factor = 2.000000e+00 : f32} : tensor<?x8xf32>, tensor<?x2xi32>
+// CHECK: moe.token_choice_grad sigmoid %arg0, %arg1 probs_grad %arg3 : tensor<?x8xf32> : tensor<?x8xf32>, tensor<?x2xi32>
+// CHECK: return {{.*}} : tensor<?x8xf32>, tensor<?x8xf32>
+func.func @token_choice_grad(%p: tensor<?x8xf32>, %idx: tensor<?x2xi32>,
+                             %dw: tensor<?x2xf32>, %dp: tensor<?x8xf32>)
+    -> (tensor<?x8xf32>, tensor<?x8xf32>) {
+  %a = moe.token_choice_grad softmax %p, %idx weights_grad %dw
+      : tensor<?x2xf32> probs_grad %dp : tensor<?x8xf32>
+      {normalize, scaling_factor = 2.0 : f32}
+      : tensor<?x8xf32>, tensor<?x2xi32>
+  %b = moe.token_choice_grad sigmoid %p, %idx probs_grad %dp
+      : tensor<?x8xf32> : tensor<?x8xf32>, tensor<?x2xi32>
+  return %a, %b : tensor<?x8xf32>, tensor<?x8xf32>
+}
+
+// CHECK-LABEL: func.func @expert_choice_grad(
+// CHECK: moe.expert_choice_grad %arg0, %arg1, %arg2 row_weight_grad %arg3 : tensor<128xbf16> : tensor<64x8xbf16>, tensor<128xi32>, tensor<9xi32>
+// CHECK: return {{.*}} : tensor<64x8xbf16>
+func.func @expert_choice_grad(%p: tensor<64x8xbf16>, %rt: tensor<128xi32>,
+                              %off: tensor<9xi32>, %drw: tensor<128xbf16>)
+    -> tensor<64x8xbf16> {
+  %dl = moe.expert_choice_grad %p, %rt, %off row_weight_grad %drw
+      : tensor<128xbf16> : tensor<64x8xbf16>, tensor<128xi32>, tensor<9xi32>
+  return %dl : tensor<64x8xbf16>
+}
+
+// CHECK-LABEL: func.func @dispatch_grad(
+// CHECK: moe.dispatch_grad %arg0, %arg1, %arg2, %arg3 : tensor<?xf16>, tensor<?x2xi32>, tensor<?xi32>, tensor<9xi32>
+// CHECK: return {{.*}} : tensor<?x2xf16>
+func.func @dispatch_grad(%drw: tensor<?xf16>, %idx: tensor<?x2xi32>,
+                         %rt: tensor<?xi32>, %off: tensor<9xi32>)
+    -> tensor<?x2xf16> {
+  %dw = moe.dispatch_grad %drw, %idx, %rt, %off
+      : tensor<?xf16>, tensor<?x2xi32>, tensor<?xi32>, tensor<9xi32>
+  return %dw : tensor<?x2xf16>
+}
+
+// One gradient per floating-point operand: fc3 and the biases that are
+// present follow fc1 and fc2, in operand order.
+// CHECK-LABEL: func.func @expert_ffn_grad(
+// CHECK: moe.expert_ffn_grad swiglu %arg0, %arg1, %arg2, %arg3, %arg4 fc3 %arg5 : tensor<8x64x128xf32> fc2_bias %arg6 : tensor<8x64xf32> : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+// CHECK: moe.expert_ffn_grad relu %arg0, %arg1, %arg2, %arg3, %arg4 : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+// CHECK: return {{.*}} : tensor<?x64xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>, tensor<8x64x128xf32>, tensor<8x64xf32>, tensor<?x64xf32>
+func.func @expert_ffn_grad(%dy: tensor<?x64xf32>, %xs: tensor<?x64xf32>,
+                           %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>,
+                           %w2: tensor<8x128x64xf32>, %w3: tensor<8x64x128xf32>,
+                           %b2: tensor<8x64xf32>)
+    -> (tensor<?x64xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>,
+        tensor<8x64x128xf32>, tensor<8x64xf32>, tensor<?x64xf32>) {
+  %dx, %d1, %d2, %d3, %db2 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1,
+      %w2 fc3 %w3 : tensor<8x64x128xf32> fc2_bias %b2 : tensor<8x64xf32>
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>,
+        tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  %rx, %r1, %r2 = moe.expert_ffn_grad relu %dy, %xs, %off, %w1, %w2
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>,
+        tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return %dx, %d1, %d2, %d3, %db2, %rx
+      : tensor<?x64xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>,
+        tensor<8x64x128xf32>, tensor<8x64xf32>, tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @combine_grad(
+// CHECK: moe.combine_grad %arg0, %arg1, %arg2, %arg3 : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?xi32>, tensor<?xf32>
+// CHECK: return {{.*}} : tensor<?x64xf32>, tensor<?xf32>
+func.func @combine_grad(%dy: tensor<?x64xf32>, %ys: tensor<?x64xf32>,
+                        %rt: tensor<?xi32>, %rw: tensor<?xf32>)
+    -> (tensor<?x64xf32>, tensor<?xf32>) {
+  %dys, %drw = moe.combine_grad %dy, %ys, %rt, %rw
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?xi32>, tensor<?xf32>
+  return %dys, %drw : tensor<?x64xf32>, tensor<?xf32>
+}
+
+// CHECK-LABEL: func.func @shared_expert_grad(
+// CHECK: moe.shared_expert_grad gelu %arg0, %arg1, %arg2, %arg3 gate %arg4 : tensor<64x1xf32> : tensor<?x64xf32>, tensor<?x64xf32>, tensor<64x256xf32>, tensor<256x64xf32>
+// CHECK: return {{.*}} : tensor<?x64xf32>, tensor<64x256xf32>, tensor<256x64xf32>, tensor<64x1xf32>
+func.func @shared_expert_grad(%dy: tensor<?x64xf32>, %x: tensor<?x64xf32>,
+                              %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>,
+                              %g: tensor<64x1xf32>)
+    -> (tensor<?x64xf32>, tensor<64x256xf32>, tensor<256x64xf32>,
+        tensor<64x1xf32>) {
+  %dx, %d1, %d2, %dg = moe.shared_expert_grad gelu %dy, %x, %s1, %s2
+      gate %g : tensor<64x1xf32>
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<64x256xf32>,
+        tensor<256x64xf32>
+  return %dx, %d1, %d2, %dg : tensor<?x64xf32>, tensor<64x256xf32>,
+      tensor<256x64xf32>, tensor<64x1xf32>
+}
+
+// CHECK-LABEL: func.func @loss_grads(
+// CHECK: moe.load_balancing_loss_grad %arg0, %arg1, %arg2 : tensor<f32>, tensor<?x8xbf16>, tensor<?x2xi32>
+// CHECK: moe.z_loss_grad %arg0, %arg1 : tensor<f32>, tensor<?x8xbf16>
+// CHECK: return {{.*}} : tensor<?x8xbf16>, tensor<?x8xbf16>
+func.func @loss_grads(%g: tensor<f32>, %p: tensor<?x8xbf16>,
+                      %idx: tensor<?x2xi32>)
+    -> (tensor<?x8xbf16>, tensor<?x8xbf16>) {
+  %dp = moe.load_balancing_loss_grad %g, %p, %idx
+      : tensor<f32>, tensor<?x8xbf16>, tensor<?x2xi32>
+  %dl = moe.z_loss_grad %g, %p : tensor<f32>, tensor<?x8xbf16>
+  return %dp, %dl : tensor<?x8xbf16>, tensor<?x8xbf16>
+}
