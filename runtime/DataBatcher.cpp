@@ -31,8 +31,12 @@ struct moe_batcher {
   moe_batcher(const moe_dataset &dataset, const moe_tokenizer &tokenizer,
               const moe_batcher_options &options);
 
-  bool finished() const { return options.epochs > 0 && epoch >= options.epochs; }
-  int64_t numRecords() const { return static_cast<int64_t>(promptLength.size()); }
+  bool finished() const {
+    return options.epochs > 0 && epoch >= options.epochs;
+  }
+  int64_t numRecords() const {
+    return static_cast<int64_t>(promptLength.size());
+  }
   int64_t sequenceLength(int64_t record) const {
     return offsets[record + 1] - offsets[record];
   }
@@ -191,8 +195,8 @@ TensorListRef moe_batcher::next() {
 std::string moe_batcher::state() const {
   return fmt::format("moe-batcher-v1 records={} shuffle={} seed={} epoch={} "
                      "position={} truncated={}",
-                     numRecords(), options.shuffle ? 1 : 0, options.seed,
-                     epoch, position, truncated);
+                     numRecords(), options.shuffle ? 1 : 0, options.seed, epoch,
+                     position, truncated);
 }
 
 void moe_batcher::setState(const std::string &text) {
@@ -203,8 +207,8 @@ void moe_batcher::setState(const std::string &text) {
   std::string word;
   if (!(words >> word) || word != "moe-batcher-v1")
     bad("does not start with 'moe-batcher-v1'");
-  const char *keys[] = {"records", "shuffle", "seed", "epoch", "position",
-                        "truncated"};
+  const char *keys[] = {"records", "shuffle",  "seed",
+                        "epoch",   "position", "truncated"};
   uint64_t values[6];
   for (int i = 0; i < 6; ++i) {
     std::string prefix = std::string(keys[i]) + "=";
@@ -230,9 +234,9 @@ void moe_batcher::setState(const std::string &text) {
     bad(fmt::format("saved for shuffle={} seed={}, but this batcher has "
                     "shuffle={} seed={}",
                     shuffle, seed, options.shuffle ? 1 : 0, options.seed));
-  if (newPosition >= records || (options.epochs > 0 &&
-                                 (newEpoch > options.epochs ||
-                                  (newEpoch == options.epochs && newPosition))))
+  if (newPosition >= records ||
+      (options.epochs > 0 && (newEpoch > options.epochs ||
+                              (newEpoch == options.epochs && newPosition))))
     bad(fmt::format("epoch {} position {} lies outside the stream ({} "
                     "records, {} epochs)",
                     newEpoch, newPosition, records,
@@ -296,8 +300,7 @@ int64_t moe_batcher_num_truncated(const moe_batcher *batcher) {
   return batcher->truncated;
 }
 
-int64_t moe_batcher_sequence_length(const moe_batcher *batcher,
-                                    int64_t index) {
+int64_t moe_batcher_sequence_length(const moe_batcher *batcher, int64_t index) {
   if (index < 0 || index >= batcher->numRecords())
     return -1;
   return batcher->sequenceLength(index);

@@ -137,8 +137,7 @@ static const Record *recordAt(const moe_dataset *dataset, int64_t index) {
   return &dataset->records[static_cast<size_t>(index)];
 }
 
-const char *moe_dataset_instruction(const moe_dataset *dataset,
-                                    int64_t index) {
+const char *moe_dataset_instruction(const moe_dataset *dataset, int64_t index) {
   const Record *record = recordAt(dataset, index);
   return record ? record->instruction.c_str() : nullptr;
 }

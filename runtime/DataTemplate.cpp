@@ -150,7 +150,8 @@ moe_status *moe_prompt_render(const char *prompt_template,
     requireArg(instruction, "moe_prompt_render", "instruction");
     requireArg(input, "moe_prompt_render", "input");
     requireArg(out, "moe_prompt_render", "out");
-    *out = copyString(PromptTemplate(prompt_template).render(instruction, input));
+    *out =
+        copyString(PromptTemplate(prompt_template).render(instruction, input));
   });
 }
 

@@ -32,8 +32,7 @@ public:
 };
 
 TensorRef idsTensor(const std::vector<int32_t> &ids) {
-  TensorRef tensor =
-      newTensor(MOE_I32, {static_cast<int64_t>(ids.size())});
+  TensorRef tensor = newTensor(MOE_I32, {static_cast<int64_t>(ids.size())});
   if (!ids.empty())
     std::memcpy(tensor->data, ids.data(), ids.size() * sizeof(int32_t));
   return tensor;
@@ -103,8 +102,10 @@ moe_status *moe_tokenizer_decode(const moe_tokenizer *tokenizer,
       requireArg(ids, "moe_tokenizer_decode", "ids");
     requireArg(out, "moe_tokenizer_decode", "out");
     if (count < 0)
-      fail(MOE_STATUS_INVALID_ARGUMENT, "moe_tokenizer_decode: count {} is "
-           "negative", count);
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "moe_tokenizer_decode: count {} is "
+           "negative",
+           count);
     std::vector<int32_t> kept;
     for (int64_t i = 0; i < count && ids[i] != tokenizer->eosId(); ++i) {
       if (ids[i] < 0 || ids[i] >= tokenizer->vocabSize())
@@ -118,8 +119,7 @@ moe_status *moe_tokenizer_decode(const moe_tokenizer *tokenizer,
   });
 }
 
-moe_status *moe_dataset_encode_prompt(const moe_dataset *dataset,
-                                      int64_t index,
+moe_status *moe_dataset_encode_prompt(const moe_dataset *dataset, int64_t index,
                                       const moe_tokenizer *tokenizer,
                                       const char *prompt_template,
                                       moe_tensor **out) {
@@ -134,8 +134,8 @@ moe_status *moe_dataset_encode_prompt(const moe_dataset *dataset,
            "dataset has {})",
            index, size);
     const Record &record = dataset->records[static_cast<size_t>(index)];
-    std::string prompt =
-        PromptTemplate(prompt_template).render(record.instruction, record.input);
+    std::string prompt = PromptTemplate(prompt_template)
+                             .render(record.instruction, record.input);
     *out = idsTensor(tokenizer->encode(prompt)).release();
   });
 }

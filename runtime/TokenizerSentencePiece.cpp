@@ -110,9 +110,8 @@ extern "C" {
 
 moe_status *moe_sentencepiece_train(const moe_dataset *dataset,
                                     const char *prompt_template,
-                                    const char *model_type,
-                                    int32_t vocab_size, int32_t byte_fallback,
-                                    const char *path) {
+                                    const char *model_type, int32_t vocab_size,
+                                    int32_t byte_fallback, const char *path) {
   return guard([&] {
     requireArg(dataset, "moe_sentencepiece_train", "dataset");
     requireArg(model_type, "moe_sentencepiece_train", "model_type");

@@ -1,4 +1,4 @@
-/*===- moert_data.h - Instruction-tuning data for the moert runtime -*- C -*-===*
+/*===- moert_data.h - Instruction-tuning data for moert -----------*- C -*-===*
  *
  * Reads instruction-tuning records (JSONL), renders them through a prompt
  * template, tokenizes them (bytes or SentencePiece) and cuts them into the
@@ -82,8 +82,7 @@ MOERT_API int64_t moe_dataset_line(const moe_dataset *dataset, int64_t index);
  * {input} must not share its line with {instruction}. The response follows
  * the rendered prompt directly. Functions taking a template accept NULL for
  * this default, which costs 9 bytes without an input and 17 with one: */
-#define MOE_DEFAULT_PROMPT_TEMPLATE                                            \
-  "{instruction}\nInput: {input}\nOutput: "
+#define MOE_DEFAULT_PROMPT_TEMPLATE "{instruction}\nInput: {input}\nOutput: "
 
 /* Renders `prompt_template` (NULL: the default) for one record into a new
  * string (free with moe_string_free). Fails with INVALID_ARGUMENT on a bad
@@ -134,18 +133,17 @@ MOERT_API moe_status *moe_tokenizer_decode(const moe_tokenizer *tokenizer,
  * bound (a small corpus may give fewer pieces) that counts the pieces <unk>
  * = 0, <s> = 1 and </s> = 2 (the end of sequence). Text is kept as it is
  * (no normalisation, spaces and newlines preserved); with `byte_fallback`
- * nonzero, characters outside the vocabulary become byte pieces, so every
- * text round-trips exactly (this needs vocab_size > 259 + the number of
- * distinct characters), otherwise they decode as " \u2047 ". Deterministic:
- * the same records and arguments give the same file. The model is written
+ * nonzero, characters outside the vocabulary become byte pieces <0xNN>, so
+ * every text round-trips exactly (this needs vocab_size >= 259 + the number
+ * of distinct characters); otherwise they decode as the unknown piece
+ * (U+2047 between spaces). Deterministic: the same records and arguments
+ * give the same file. The model is written
  * atomically to `path` (see moe_safetensors_write). Serialised internally:
  * concurrent calls run one after the other. */
-MOERT_API moe_status *moe_sentencepiece_train(const moe_dataset *dataset,
-                                              const char *prompt_template,
-                                              const char *model_type,
-                                              int32_t vocab_size,
-                                              int32_t byte_fallback,
-                                              const char *path);
+MOERT_API moe_status *
+moe_sentencepiece_train(const moe_dataset *dataset, const char *prompt_template,
+                        const char *model_type, int32_t vocab_size,
+                        int32_t byte_fallback, const char *path);
 
 /*===----------------------------- Evaluation ---------------------------===*/
 
@@ -178,30 +176,35 @@ typedef enum moe_batch_mode {
 } moe_batch_mode;
 
 typedef struct moe_batcher_options {
-  int64_t batch_size;          /* B, rows per batch, >= 1 */
-  int64_t seq_len;             /* S, ids per row, >= 1 */
+  /* B, rows per batch, >= 1. */
+  int64_t batch_size;
+  /* S, ids per row, >= 1. */
+  int64_t seq_len;
   moe_batch_mode mode;
-  int32_t shuffle;             /* nonzero: each epoch visits the records in
-                                  a new order drawn from `seed` */
+  /* Nonzero: each epoch visits the records in a new order drawn from
+   * `seed`; zero: in file order. */
+  int32_t shuffle;
   uint64_t seed;
-  int64_t epochs;              /* passes over the data; 0: endless */
-  int32_t trim;                /* nonzero: shrink S to the longest row of
-                                  each batch (models whose sequence length
-                                  is dynamic) */
-  const char *prompt_template; /* NULL: MOE_DEFAULT_PROMPT_TEMPLATE */
+  /* Passes over the data; 0: endless. */
+  int64_t epochs;
+  /* Nonzero: shrink S to the longest row of each batch, for models whose
+   * sequence length is dynamic. */
+  int32_t trim;
+  /* NULL: MOE_DEFAULT_PROMPT_TEMPLATE. */
+  const char *prompt_template;
 } moe_batcher_options;
 
 /* Fills `options` with the defaults: B = 8, S = 128, MOE_BATCH_PAD,
  * shuffled with seed 0, endless, no trim, the default template. */
 MOERT_API void moe_batcher_options_init(moe_batcher_options *options);
 
+typedef struct moe_batcher moe_batcher;
+
 /* Cuts `dataset` into batches: the records are visited epoch by epoch
  * (each epoch a permutation of all records, or file order without
  * `shuffle`), and a batch takes the next records of that stream, continuing
- * into the next epoch when one ends. Tokenizes every record up front
- * (dataset, tokenizer and options are only read, and the template is
- * copied). */
-typedef struct moe_batcher moe_batcher;
+ * into the next epoch when one ends. Every record is tokenized here, so
+ * the dataset, tokenizer and options need not outlive the call. */
 MOERT_API moe_status *moe_batcher_create(const moe_dataset *dataset,
                                          const moe_tokenizer *tokenizer,
                                          const moe_batcher_options *options,
@@ -236,8 +239,10 @@ MOERT_API int64_t moe_batcher_sequence_length(const moe_batcher *batcher,
  * the same dataset and options, it resumes the exact same stream. */
 MOERT_API const char *moe_batcher_get_state(moe_batcher *batcher);
 /* Restores a state from moe_batcher_get_state. Fails with INVALID_ARGUMENT,
- * the batcher unchanged, if the state is malformed or was saved for another
- * number of records or seed, or lies outside the data. */
+ * the batcher unchanged, if the state is malformed, was saved for another
+ * number of records, shuffle flag or seed, or lies outside the stream.
+ * Batch size, sequence length and mode may differ from the saving batcher's:
+ * the stream of records is the same. */
 MOERT_API moe_status *moe_batcher_set_state(moe_batcher *batcher,
                                             const char *state);
 
