@@ -424,6 +424,32 @@ TEST(DataBatcher, MaskCountsOutputIdsAndTheEndOnly) {
   EXPECT_EQ(batch.tokens[12], MOE_BYTE_EOS_ID);
 }
 
+TEST(DataBatcher, LayoutsDocumentedInDataMd) {
+  TempDir dir;
+  moert::Dataset data = moert::Dataset::readJsonl(
+      jsonl(dir, recordsJsonl({{"ppp", "", "ab"}, {"q", "", "c"}})));
+  auto row0 = [&](moe_batch_mode mode) {
+    moert::BatcherOptions o = options(1, 8, mode);
+    o.prompt_template = "{input}\n{instruction}"; // The prompt is "ppp".
+    moert::Batcher batcher(data, moert::Tokenizer::bytes(), o);
+    return unpack(*batcher.next());
+  };
+  auto ids = [](const std::string &text) {
+    std::vector<int32_t> out;
+    for (char c : text)
+      out.push_back(c == '$' ? MOE_BYTE_EOS_ID : c);
+    return out;
+  };
+  Batch pad = row0(MOE_BATCH_PAD);
+  EXPECT_EQ(pad.tokens, ids("pppab$$$"));
+  EXPECT_EQ(pad.targets, ids("ppab$$$$"));
+  EXPECT_EQ(pad.mask, (std::vector<float>{0, 0, 1, 1, 1, 0, 0, 0}));
+  Batch pack = row0(MOE_BATCH_PACK);
+  EXPECT_EQ(pack.tokens, ids("pppab$qc"));
+  EXPECT_EQ(pack.targets, ids("ppab$qc$"));
+  EXPECT_EQ(pack.mask, (std::vector<float>{0, 0, 1, 1, 1, 0, 1, 1}));
+}
+
 TEST(DataBatcher, PaddingTruncatesAndCounts) {
   TempDir dir;
   std::vector<TestRecord> records = {
