@@ -11,6 +11,7 @@
 #include <charconv>
 #include <numeric>
 #include <sstream>
+#include <tuple>
 
 namespace moert::detail {
 namespace {
