@@ -1,10 +1,12 @@
 /*===- c_api_test.c - The C API used from C -------------------------------===*
  *
- * Compiled as C99 with -pedantic: moert.h must be valid C. Loads the linear
- * fixture (argv[1]), runs it and checks a result against a hand computation.
+ * Compiled as C99 with -pedantic: moert.h and moert_data.h must be valid C.
+ * Loads the linear fixture (argv[1]), runs it and checks a result against a
+ * hand computation; tokenizes and decodes a text with the byte tokenizer.
  *
  *===----------------------------------------------------------------------===*/
 #include "moe/runtime/moert.h"
+#include "moe/runtime/moert_data.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +25,9 @@ static int check(moe_status *status, const char *what) {
 int main(int argc, char **argv) {
   moe_model *model = NULL;
   moe_session *session = NULL;
-  moe_tensor *x = NULL, *w = NULL;
+  moe_tensor *x = NULL, *w = NULL, *ids = NULL;
+  moe_tokenizer *bytes = NULL;
+  char *text = NULL;
   moe_tensor_list *inputs = NULL, *outputs = NULL;
   moe_status *missing;
   const float *y, *ws;
@@ -70,6 +74,20 @@ int main(int argc, char **argv) {
         }
       }
   }
+
+  ok = ok && check(moe_tokenizer_create_byte(&bytes), "tokenizer");
+  ok = ok && check(moe_tokenizer_encode(bytes, "hi", &ids), "encode");
+  ok = ok && check(moe_tokenizer_decode(bytes, moe_tensor_data(ids),
+                                        moe_tensor_num_elements(ids), &text),
+                   "decode");
+  if (ok && (strcmp(text, "hi") != 0 ||
+             moe_tokenizer_eos_id(bytes) != MOE_BYTE_EOS_ID)) {
+    fprintf(stderr, "byte tokenizer round trip gave '%s'\n", text);
+    ok = 0;
+  }
+  moe_string_free(text);
+  moe_tensor_release(ids);
+  moe_tokenizer_release(bytes);
   moe_tensor_list_release(outputs);
   moe_tensor_list_release(inputs);
   moe_tensor_release(x);
