@@ -57,6 +57,117 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   ];
 }
 
+def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
+  let summary = "keep the training or the evaluation routing configuration";
+  let description = [{
+    Switch Transformer and GShard route differently in training and in
+    evaluation: multiplicative router jitter is a training regulariser, and
+    evaluation uses its own (usually larger) capacity factor. `moe.gate` and
+    `moe.layer` carry the jitter (`seed`, `jitter_eps`); `moe.dispatch`,
+    `moe.expert_choice` and `moe.layer` may carry an
+    `eval_capacity_factor` next to `capacity_factor`. This pass keeps one
+    configuration:
+
+    - `mode=eval` removes the jitter (the `seed` operand and `jitter_eps`)
+      from gates and layers and makes `eval_capacity_factor`, where given,
+      the `capacity_factor`. A new capacity changes the row count of a
+      static row plan: the result types of the routing op and of the ops
+      using its plan are inferred again.
+    - `mode=train` keeps the jitter and drops `eval_capacity_factor`.
+
+    It runs before or after `moe-decompose-layer`.
+
+    Example (`mode=eval`):
+
+    ```mlir
+    %l = moe.gate %x, %w seed %s {jitter_eps = 0.01 : f32}
+        : tensor<?x64xf32>, tensor<64x8xf32>
+    %rt, %rw, %off = moe.dispatch %idx, %wts {num_experts = 8 : i64,
+        capacity_factor = 1.0 : f64, eval_capacity_factor = 2.0 : f64}
+        : tensor<?x1xi32>, tensor<?x1xf32>
+    ```
+
+    becomes
+
+    ```mlir
+    %l = moe.gate %x, %w : tensor<?x64xf32>, tensor<64x8xf32>
+    %rt, %rw, %off = moe.dispatch %idx, %wts {num_experts = 8 : i64,
+        capacity_factor = 2.0 : f64} : tensor<?x1xi32>, tensor<?x1xf32>
+    ```
+  }];
+  let options = [
+    Option<"mode", "mode", "std::string", /*default=*/"\"train\"",
+           "the routing to keep: 'train' (jitter, training capacity) or "
+           "'eval' (no jitter, eval_capacity_factor)">
+  ];
+  let dependentDialects = ["::moec::moe::MoEDialect"];
+}
+
+def MoEAutodiff : Pass<"moe-autodiff", "::mlir::ModuleOp"> {
+  let summary = "reverse-mode differentiation of @forward into @train_step";
+  let description = [{
+    Clones the entry function (`entry`, default `@forward`) into
+    `@train_step` and appends its backward pass. The objective is the 0-d
+    result named `loss` (`moe.name`), plus `aux_loss_coef * aux_loss` and
+    `z_loss_coef * z_loss` when the function returns results with those
+    names; each coefficient becomes a 0-d input of `train_step` whose
+    `moe.default` is the pass option's value, so a runtime may use or
+    override it.
+
+    Every argument with `moe.role = "parameter"` is trainable unless
+    `freeze` names it: an entry of `freeze` is a parameter group or a glob
+    over parameter names. Groups come from how the function uses each
+    parameter and are recorded as `moe.groups` on the arguments: `router`
+    (moe.gate, the selection bias), `experts` (moe.expert_ffn),
+    `shared_experts`, `attention` (linears feeding `nn.attention` or reading
+    its result), `norms`, `embeddings` and `head` (the linear producing the
+    cross-entropy logits). Values that depend on no trainable parameter get
+    no gradient, so frozen parameters cost no backward work beyond what
+    upstream parameters need.
+
+    The backward pass walks the function in reverse and asks each op for its
+    vector-Jacobian product (`DifferentiableOpInterface`), summing the
+    gradients of values with several uses. `train_step` returns the
+    objective (`loss`), the task loss as `task_loss` when router losses were
+    added, the forward's scalar outputs and its metrics, and `grad.<name>`
+    (role `gradient`) for every trainable parameter the objective depends
+    on. Per-token outputs such as logits are not returned. The function is
+    marked `moe.training`, which `moe-specialize-routing` reads.
+
+    Example: for
+
+    ```mlir
+    func.func @forward(%x: tensor<4x8xf32> {moe.name = "x"},
+                       %w: tensor<8x3xf32> {moe.name = "w", moe.role = "parameter"},
+                       %t: tensor<4xi32> {moe.name = "t"})
+        -> (tensor<f32> {moe.name = "loss"}) {
+      %logits = nn.linear %x, %w : tensor<4x8xf32>, tensor<8x3xf32>
+      %loss = nn.cross_entropy %logits, %t : tensor<4x3xf32>, tensor<4xi32>
+      return %loss : tensor<f32>
+    }
+    ```
+
+    the pass adds `@train_step(%x, %w, %t) -> (loss, grad.w)`.
+  }];
+  let options = [
+    Option<"entry", "entry", "std::string", "\"forward\"",
+           "the function to differentiate">,
+    Option<"lossName", "loss", "std::string", "\"loss\"",
+           "the moe.name of the task loss result">,
+    Option<"auxLossCoef", "aux-loss-coef", "double", "0.01",
+           "default weight of the load-balancing loss (result 'aux_loss')">,
+    Option<"zLossCoef", "z-loss-coef", "double", "0.001",
+           "default weight of the router z-loss (result 'z_loss')">,
+    ListOption<"freeze", "freeze", "std::string",
+               "parameter groups or name globs that are not trained">
+  ];
+  let dependentDialects = [
+    "::moec::nn::NNDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 def ConvertNNToLinalg : Pass<"convert-nn-to-linalg", "::mlir::func::FuncOp"> {
   let summary = "lower nn ops to linalg, tensor, arith and math on tensors";
   let description = [{

@@ -2,6 +2,8 @@
 
 #include "dialects/MoE/MoEDialect.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
 using namespace mlir;
@@ -60,8 +62,21 @@ static LogicalResult verifyEntryAttribute(Operation *op, Type type,
                     << " (" << shaped.getRank() << "), got " << dims.size();
     return success();
   }
+  if (attr.getName() == kDefaultAttr && !isResult) {
+    if (!isa<IntegerAttr, FloatAttr>(attr.getValue()))
+      return fail() << "must be an integer or float, got " << attr.getValue();
+    return success();
+  }
+  if (attr.getName() == kGroupsAttr && !isResult) {
+    auto groups = dyn_cast<ArrayAttr>(attr.getValue());
+    if (!groups ||
+        !llvm::all_of(groups, [](Attribute a) { return isa<StringAttr>(a); }))
+      return fail() << "must be an array of strings, got " << attr.getValue();
+    return success();
+  }
   return fail() << "is not a known moe attribute (expected '" << kNameAttr
-                << "', '" << kRoleAttr << "' or '" << kDimsAttr << "')";
+                << "', '" << kRoleAttr << "', '" << kDimsAttr << "'"
+                << (isResult ? "" : ", 'moe.default', 'moe.groups'") << ")";
 }
 
 LogicalResult MoEDialect::verifyRegionArgAttribute(Operation *op, unsigned,

@@ -24,6 +24,15 @@ namespace moec::moe {
 inline constexpr llvm::StringLiteral kNameAttr = "moe.name";
 inline constexpr llvm::StringLiteral kRoleAttr = "moe.role";
 inline constexpr llvm::StringLiteral kDimsAttr = "moe.dims";
+/// The value a runtime uses for a scalar input the caller does not give (the
+/// loss coefficients of train_step); an integer or float attribute.
+inline constexpr llvm::StringLiteral kDefaultAttr = "moe.default";
+/// The parameter groups of a parameter ("router", "experts", ...), which
+/// freezing selects by; set by moe-autodiff.
+inline constexpr llvm::StringLiteral kGroupsAttr = "moe.groups";
+/// Marks a function that runs in training mode (train_step): routing keeps
+/// jitter and uses the training capacity factor.
+inline constexpr llvm::StringLiteral kTrainingAttr = "moe.training";
 
 /// Roles an entry-point argument (isResult = false) or result may have; the
 /// first is the default.

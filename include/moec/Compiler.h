@@ -14,6 +14,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace moec {
 
@@ -21,6 +22,7 @@ namespace moec {
 enum class Phase {
   Import,    // parse and verify (MLIR text; ONNX and JSON later)
   Graph,     // decompose moe.layer, canonicalise, CSE
+  Autodiff,  // training builds: @forward -> @train_step (forward + backward)
   Lower,     // nn and moe ops -> linalg, tensor, scf, arith, math
   Bufferize, // tensors -> memrefs, deallocation
   Codegen,   // loops for the target CPU
@@ -32,7 +34,18 @@ std::optional<Phase> parsePhase(llvm::StringRef name);
 /// The names of all phases, for help texts.
 std::string phaseNames();
 
+enum class Mode {
+  Infer, // the entry points as written
+  Train, // adds train_step: objective, metrics and parameter gradients
+};
+
 struct CompileOptions {
+  Mode mode = Mode::Infer;
+  /// Train mode: parameter groups or name globs that get no gradient.
+  std::vector<std::string> freeze;
+  /// Train mode: default weights of the router losses in the objective.
+  double auxLossCoef = 0.01;
+  double zLossCoef = 0.001;
   /// Target CPU for code generation; empty means the host CPU.
   std::string cpu;
   /// Print the IR after every pass (debugging).

@@ -12,7 +12,9 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/SmallVector.h"
 
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace moec {
 
@@ -23,12 +25,16 @@ struct ArgSignature {
   llvm::SmallVector<int64_t> shape; // MOE_ABI_DYNAMIC for dynamic extents
   llvm::SmallVector<std::string> dimNames; // "" for static extents
   bool isScalar; // a plain scalar (i64 seed), not a tensor, in the IR
+  /// Parameters: the groups freezing selects by (moe.groups).
+  std::vector<std::string> groups;
+  /// Inputs: the value to use when the caller gives none (moe.default).
+  std::optional<double> defaultValue;
 };
 
 struct EntrySignature {
   std::string name;
   /// Function arguments, then function results, in order.
-  llvm::SmallVector<ArgSignature> args;
+  std::vector<ArgSignature> args;
   unsigned numInputs; // how many of `args` are function arguments
 };
 

@@ -14,6 +14,7 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -40,6 +41,8 @@ struct PhaseInfo {
 const PhaseInfo kPhases[] = {
     {Phase::Import, "import", ""},
     {Phase::Graph, "graph", "moe-decompose-layer,canonicalize,cse"},
+    // Built from the options in addAutodiffPasses.
+    {Phase::Autodiff, "autodiff", ""},
     {Phase::Lower, "lower",
      "func.func(convert-nn-to-linalg),convert-moe-to-linalg,canonicalize,cse"},
     {Phase::Bufferize, "bufferize",
@@ -71,6 +74,21 @@ void markEntryArgumentsReadOnly(ModuleOp module) {
         fn.setArgAttr(i, bufferization::BufferizationDialect::kWritableAttrName,
                       BoolAttr::get(module.getContext(), false));
   }
+}
+
+/// Training builds differentiate @forward into @train_step; the options
+/// (globs may contain commas) go to the pass directly, not through a
+/// textual pipeline.
+void addAutodiffPasses(PassManager &pm, const CompileOptions &options) {
+  if (options.mode != Mode::Train)
+    return;
+  MoEAutodiffOptions autodiff;
+  autodiff.freeze.assign(options.freeze.begin(), options.freeze.end());
+  autodiff.auxLossCoef = options.auxLossCoef;
+  autodiff.zLossCoef = options.zLossCoef;
+  pm.addPass(createMoEAutodiff(autodiff));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
 }
 
 } // namespace
@@ -111,8 +129,6 @@ LogicalResult runPhases(ModuleOp module, Phase last,
   for (const PhaseInfo &info : kPhases) {
     if (info.phase > last)
       break;
-    if (!*info.pipeline)
-      continue;
     PassManager pm(module.getContext());
     // A plain pass list parses into the module-anchored manager (a
     // builtin.module(...) wrapper here would nest and silently run nothing).
@@ -121,6 +137,10 @@ LogicalResult runPhases(ModuleOp module, Phase last,
     if (failed(parsePassPipeline(info.pipeline, pm, errorStream)))
       return module.emitError() << "internal error: cannot parse the '"
                                 << info.name << "' pipeline: " << error;
+    if (info.phase == Phase::Autodiff)
+      addAutodiffPasses(pm, options);
+    if (pm.size() == 0)
+      continue;
     if (options.printIRAfterAll) {
       module.getContext()->disableMultithreading();
       pm.enableIRPrinting(

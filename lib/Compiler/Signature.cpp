@@ -114,6 +114,18 @@ FailureOr<ArgSignature> describe(func::FuncOp fn, Type type,
                             << element << ", which the model ABI lacks";
   arg.dtype = *dtype;
 
+  if (auto groups =
+          attrs ? attrs.getAs<ArrayAttr>(moe::kGroupsAttr) : ArrayAttr())
+    for (Attribute group : groups)
+      arg.groups.push_back(cast<StringAttr>(group).str());
+  if (Attribute value = attrs ? attrs.get(moe::kDefaultAttr) : Attribute()) {
+    if (auto number = dyn_cast<FloatAttr>(value))
+      arg.defaultValue = number.getValueAsDouble();
+    else
+      arg.defaultValue =
+          static_cast<double>(cast<IntegerAttr>(value).getInt());
+  }
+
   auto dims = attrs ? attrs.getAs<ArrayAttr>(moe::kDimsAttr) : ArrayAttr();
   for (auto [i, extent] : llvm::enumerate(arg.shape)) {
     if (!ShapedType::isDynamic(extent)) {
@@ -179,11 +191,16 @@ std::string signaturesToJson(ArrayRef<EntrySignature> entries) {
         dims.push_back(dim.empty() ? llvm::json::Value(nullptr)
                                    : llvm::json::Value(dim));
       }
-      args.push_back(llvm::json::Object{{"name", arg.name},
-                                        {"role", roleName(arg.role)},
-                                        {"dtype", dtypeName(arg.dtype)},
-                                        {"shape", std::move(shape)},
-                                        {"dims", std::move(dims)}});
+      llvm::json::Object object{{"name", arg.name},
+                                {"role", roleName(arg.role)},
+                                {"dtype", dtypeName(arg.dtype)},
+                                {"shape", std::move(shape)},
+                                {"dims", std::move(dims)}};
+      if (!arg.groups.empty())
+        object["groups"] = llvm::json::Array(arg.groups);
+      if (arg.defaultValue)
+        object["default"] = *arg.defaultValue;
+      args.push_back(std::move(object));
     }
     jsonEntries.push_back(
         llvm::json::Object{{"name", entry.name}, {"args", std::move(args)}});

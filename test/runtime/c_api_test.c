@@ -1,11 +1,13 @@
 /*===- c_api_test.c - The C API used from C -------------------------------===*
  *
- * Compiled as C99 with -pedantic: moert.h must be valid C. Loads the linear
- * fixture (argv[1]), runs it and checks a result against a hand computation,
- * then takes one AdamW step (moert_train.h must be valid C too).
+ * Compiled as C99 with -pedantic: moert.h, moert_data.h and moert_train.h
+ * must be valid C. Loads the linear fixture (argv[1]), runs it and checks a
+ * result against a hand computation; tokenizes and decodes a text with the
+ * byte tokenizer; takes one AdamW step.
  *
  *===----------------------------------------------------------------------===*/
 #include "moe/runtime/moert.h"
+#include "moe/runtime/moert_data.h"
 #include "moe/runtime/moert_train.h"
 
 #include <math.h>
@@ -25,7 +27,9 @@ static int check(moe_status *status, const char *what) {
 int main(int argc, char **argv) {
   moe_model *model = NULL;
   moe_session *session = NULL;
-  moe_tensor *x = NULL, *w = NULL, *updated = NULL;
+  moe_tensor *x = NULL, *w = NULL, *ids = NULL, *updated = NULL;
+  moe_tokenizer *bytes = NULL;
+  char *text = NULL;
   moe_tensor_list *inputs = NULL, *outputs = NULL, *gradients = NULL;
   moe_optimizer *optimizer = NULL;
   moe_adamw_config config;
@@ -75,6 +79,20 @@ int main(int argc, char **argv) {
         }
       }
   }
+
+  ok = ok && check(moe_tokenizer_create_byte(&bytes), "tokenizer");
+  ok = ok && check(moe_tokenizer_encode(bytes, "hi", &ids), "encode");
+  ok = ok && check(moe_tokenizer_decode(bytes, moe_tensor_data(ids),
+                                        moe_tensor_num_elements(ids), &text),
+                   "decode");
+  if (ok && (strcmp(text, "hi") != 0 ||
+             moe_tokenizer_eos_id(bytes) != MOE_BYTE_EOS_ID)) {
+    fprintf(stderr, "byte tokenizer round trip gave '%s'\n", text);
+    ok = 0;
+  }
+  moe_string_free(text);
+  moe_tensor_release(ids);
+  moe_tokenizer_release(bytes);
 
   /* One AdamW step with the gradient w: the first step moves each weight
    * by lr against the sign of its gradient, after decoupled decay. */

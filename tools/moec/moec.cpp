@@ -41,6 +41,25 @@ static cl::opt<std::string> emit("emit",
 static cl::opt<std::string>
     cpu("cpu", cl::desc("Target CPU (default: the host CPU), e.g. znver3"),
         cl::value_desc("name"));
+static cl::opt<std::string>
+    mode("mode",
+         cl::desc("infer: compile the entry points as written; train: also "
+                  "emit train_step (forward, loss, backward, gradients)"),
+         cl::init("infer"));
+static cl::list<std::string>
+    freeze("freeze",
+           cl::desc("Train mode: parameter groups (router, experts, "
+                    "shared_experts, attention, norms, embeddings, head) or "
+                    "name globs that are not trained"),
+           cl::CommaSeparated, cl::value_desc("group|glob,..."));
+static cl::opt<double> auxLossCoef(
+    "aux-loss-coef",
+    cl::desc("Train mode: default weight of the load-balancing loss"),
+    cl::init(0.01));
+static cl::opt<double>
+    zLossCoef("z-loss-coef",
+              cl::desc("Train mode: default weight of the router z-loss"),
+              cl::init(0.001));
 static cl::opt<bool> printIRAfterAll("print-ir-after-all",
                                      cl::desc("Print the IR after every pass"));
 
@@ -64,6 +83,9 @@ static int run() {
   moec::registerCompilerDialects(registry);
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
+  // One message per problem: the op is quoted by its source line, not dumped
+  // with the whole module.
+  context.printOpOnDiagnostic(false);
 
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
@@ -81,6 +103,23 @@ static int run() {
     return 1;
 
   moec::CompileOptions options;
+  if (mode == "train") {
+    options.mode = moec::Mode::Train;
+  } else if (mode != "infer") {
+    llvm::errs() << "moec: unknown --mode=" << mode
+                 << "; expected infer or train\n";
+    return 1;
+  }
+  if (options.mode != moec::Mode::Train &&
+      (!freeze.empty() || auxLossCoef.getNumOccurrences() ||
+       zLossCoef.getNumOccurrences())) {
+    llvm::errs() << "moec: --freeze, --aux-loss-coef and --z-loss-coef "
+                    "need --mode=train\n";
+    return 1;
+  }
+  options.freeze.assign(freeze.begin(), freeze.end());
+  options.auxLossCoef = auxLossCoef;
+  options.zLossCoef = zLossCoef;
   options.cpu = cpu;
   options.printIRAfterAll = printIRAfterAll;
 
