@@ -17,7 +17,7 @@ namespace moert::detail {
 struct ParamState {
   size_t slot; // In moe_session::states.
   moe_param_training training;
-  bool frozenByName = false; // Matched a frozen glob.
+  bool frozenByName = false;   // Matched a frozen glob.
   TensorRef m, v;              // f32; trained parameters only.
   TensorRef accumulated;       // f32; allocated by the first accumulation.
   bool hasAccumulated = false; // `accumulated` holds this step's sum.

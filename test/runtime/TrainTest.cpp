@@ -241,7 +241,8 @@ TEST(AdamW, MatchesReferenceForF32Bf16AndF16Parameters) {
     }
     for (const auto &[name, error] : worst)
       std::printf("[ measured ] seed %u: AdamW '%s' (%s): max |error| / (|p| + "
-                  "0.01) %.3g of parameters, %.3g of moments (relative to their largest) after 7 steps\n",
+                  "0.01) %.3g of parameters, %.3g of moments (relative to "
+                  "their largest) after 7 steps\n",
                   seed, name.c_str(),
                   moe_dtype_name(reference.states[name].spec.dtype), error,
                   worstMoment[name]);

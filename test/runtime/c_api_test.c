@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
   /* One AdamW step with the gradient w: the first step moves each weight
    * by lr against the sign of its gradient, after decoupled decay. */
   moe_adamw_config_init(&config);
-  ok = ok && check(moe_optimizer_create(session, &config, &optimizer),
-                   "optimizer");
+  ok = ok &&
+       check(moe_optimizer_create(session, &config, &optimizer), "optimizer");
   ok = ok && check(moe_tensor_list_create(&gradients), "gradients");
   ok = ok && check(moe_tensor_list_add(gradients, "grad.w", w), "add grad");
   ok = ok && check(moe_optimizer_step(optimizer, gradients, &report), "step");
@@ -107,11 +107,11 @@ int main(int argc, char **argv) {
     const float *after = moe_tensor_data(updated);
     for (i = 0; i < 16; ++i) {
       double lr = config.schedule.lr;
-      double expected = ws[i] * (1 - lr * config.weight_decay) -
-                        (ws[i] > 0 ? lr : -lr);
+      double expected =
+          ws[i] * (1 - lr * config.weight_decay) - (ws[i] > 0 ? lr : -lr);
       if (fabs(after[i] - expected) > 1e-6) {
-        fprintf(stderr, "w[%d] = %g after one step, expected %g\n", i,
-                after[i], expected);
+        fprintf(stderr, "w[%d] = %g after one step, expected %g\n", i, after[i],
+                expected);
         ok = 0;
       }
     }
