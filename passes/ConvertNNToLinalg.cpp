@@ -15,9 +15,15 @@
 // - Integer ids read with tensor.extract are clamped into range, so that an
 //   out-of-range id reads a wrong row rather than arbitrary memory.
 //
+// The builders these patterns share are in NNLowering/Builders.h; the
+// gradient ops (nn.reduce_sum and the `*_grad` ops) lower in
+// NNLowering/Gradients.cpp.
+//
 //===----------------------------------------------------------------------===//
 
 #include "dialects/NN/NNDialect.h"
+#include "passes/NNLowering/Builders.h"
+#include "passes/NNLowering/Gradients.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -43,271 +49,9 @@ namespace moec {
 
 using namespace mlir;
 using namespace moec::nn;
-using utils::IteratorType;
+using namespace moec::nnlowering;
 
 namespace {
-
-//===----------------------------------------------------------------------===//
-// Scalars
-//===----------------------------------------------------------------------===//
-
-/// f16 and bf16 compute in f32; wider types compute as they are.
-Type computeType(Type elementType) {
-  auto floatType = dyn_cast<FloatType>(elementType);
-  if (floatType && floatType.getWidth() < 32)
-    return Float32Type::get(elementType.getContext());
-  return elementType;
-}
-
-/// Converts a float scalar to `type` (extension or rounding).
-Value castFloat(OpBuilder &b, Location loc, Value value, Type type) {
-  Type from = value.getType();
-  if (from == type)
-    return value;
-  if (cast<FloatType>(from).getWidth() < cast<FloatType>(type).getWidth())
-    return arith::ExtFOp::create(b, loc, type, value);
-  return arith::TruncFOp::create(b, loc, type, value);
-}
-
-Value floatConst(OpBuilder &b, Location loc, Type type, double value) {
-  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, value));
-}
-
-Value indexConst(OpBuilder &b, Location loc, int64_t value) {
-  return arith::ConstantIndexOp::create(b, loc, value);
-}
-
-Value minusInfinity(OpBuilder &b, Location loc, Type type) {
-  return floatConst(b, loc, type, -std::numeric_limits<double>::infinity());
-}
-
-/// An index value converted to a float of `type`, e.g. an extent that
-/// divides a sum into a mean.
-Value indexToFloat(OpBuilder &b, Location loc, Value index, Type type) {
-  Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), index);
-  return arith::SIToFPOp::create(b, loc, type, i64);
-}
-
-/// An integer id as an index clamped into [0, size), the row that
-/// tensor.extract may read.
-Value clampedIndex(OpBuilder &b, Location loc, Value id, Value size) {
-  Value index = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
-  Value last = arith::SubIOp::create(b, loc, size, indexConst(b, loc, 1));
-  index = arith::MinSIOp::create(b, loc, index, last);
-  return arith::MaxSIOp::create(b, loc, index, indexConst(b, loc, 0));
-}
-
-Value loopIndex(OpBuilder &b, Location loc, int64_t dim) {
-  return linalg::IndexOp::create(b, loc, dim);
-}
-
-/// 1 / (1 + exp(-x)); exp overflows to inf for very negative x, which gives
-/// the exact limit 0 rather than NaN.
-Value sigmoid(OpBuilder &b, Location loc, Value x) {
-  Value one = floatConst(b, loc, x.getType(), 1.0);
-  Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
-  return arith::DivFOp::create(b, loc, one,
-                               arith::AddFOp::create(b, loc, one, e));
-}
-
-//===----------------------------------------------------------------------===//
-// Shapes and maps
-//===----------------------------------------------------------------------===//
-
-RankedTensorType rankedType(Value value) {
-  return cast<RankedTensorType>(value.getType());
-}
-
-Value dimValue(OpBuilder &b, Location loc, Value tensor, int64_t dim) {
-  return getValueOrCreateConstantIndexOp(
-      b, loc, tensor::getMixedSize(b, loc, tensor, dim));
-}
-
-/// The extent that several operand dimensions share (the verifier checked
-/// that they agree): a static one when any operand knows it.
-OpFoldResult sharedSize(OpBuilder &b, Location loc,
-                        ArrayRef<std::pair<Value, int64_t>> dims) {
-  for (auto [value, dim] : dims) {
-    int64_t extent = rankedType(value).getDimSize(dim);
-    if (!ShapedType::isDynamic(extent))
-      return b.getIndexAttr(extent);
-  }
-  return tensor::getMixedSize(b, loc, dims.front().first, dims.front().second);
-}
-
-/// Indexing expressions of the first `count` dimensions of `type`, aligned
-/// at the end of loops [0, loops) as numpy aligns broadcast shapes.
-SmallVector<AffineExpr> broadcastExprs(RankedTensorType type, int64_t count,
-                                       int64_t loops, MLIRContext *context) {
-  SmallVector<AffineExpr> exprs;
-  for (int64_t i = 0; i < count; ++i)
-    exprs.push_back(type.getDimSize(i) == 1
-                        ? getAffineConstantExpr(0, context)
-                        : getAffineDimExpr(i + loops - count, context));
-  return exprs;
-}
-
-/// Extent of broadcast loop `loop` of `loops`: `extent` when static, else
-/// read from the first operand (value, number of broadcast dims) whose
-/// aligned dimension is not a broadcast 1.
-OpFoldResult broadcastSize(OpBuilder &b, Location loc, int64_t extent,
-                           int64_t loop, int64_t loops,
-                           ArrayRef<std::pair<Value, int64_t>> operands) {
-  if (!ShapedType::isDynamic(extent))
-    return b.getIndexAttr(extent);
-  for (auto [value, count] : operands) {
-    int64_t dim = loop - (loops - count);
-    if (dim >= 0 && rankedType(value).getDimSize(dim) != 1)
-      return tensor::getMixedSize(b, loc, value, dim);
-  }
-  llvm_unreachable("a dynamic broadcast extent comes from some operand");
-}
-
-/// The identity map of `loops` loops without the loops in `dropped`.
-AffineMap dropDimsMap(int64_t loops, ArrayRef<int64_t> dropped,
-                      MLIRContext *context) {
-  SmallVector<AffineExpr> exprs;
-  for (int64_t i = 0; i < loops; ++i)
-    if (!llvm::is_contained(dropped, i))
-      exprs.push_back(getAffineDimExpr(i, context));
-  return AffineMap::get(loops, 0, exprs, context);
-}
-
-/// The map from `loops` loops to the loops `dims`.
-AffineMap dimsMap(int64_t loops, ArrayRef<int64_t> dims, MLIRContext *context) {
-  SmallVector<AffineExpr> exprs;
-  for (int64_t dim : dims)
-    exprs.push_back(getAffineDimExpr(dim, context));
-  return AffineMap::get(loops, 0, exprs, context);
-}
-
-SmallVector<IteratorType> iterators(int64_t loops,
-                                    ArrayRef<int64_t> reductions = {}) {
-  SmallVector<IteratorType> types(loops, IteratorType::parallel);
-  for (int64_t dim : reductions)
-    types[dim] = IteratorType::reduction;
-  return types;
-}
-
-/// The extents of `tensor` but dimension `dim`.
-SmallVector<OpFoldResult> sizesWithout(OpBuilder &b, Location loc, Value tensor,
-                                       int64_t dim) {
-  SmallVector<OpFoldResult> sizes;
-  for (int64_t i = 0, e = rankedType(tensor).getRank(); i < e; ++i)
-    if (i != dim)
-      sizes.push_back(tensor::getMixedSize(b, loc, tensor, i));
-  return sizes;
-}
-
-/// A tensor of `sizes` filled with `value`: the init of a reduction.
-Value filledTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
-                   Type elementType, double value) {
-  Value empty = tensor::EmptyOp::create(b, loc, sizes, elementType);
-  Value init = floatConst(b, loc, elementType, value);
-  return linalg::FillOp::create(b, loc, init, empty).getResult(0);
-}
-
-/// Casts to the op's result type when the lowering knows fewer (or more)
-/// static extents than type inference merged from the operands.
-Value castToType(OpBuilder &b, Location loc, Value value, Type type) {
-  if (value.getType() == type)
-    return value;
-  return tensor::CastOp::create(b, loc, type, value);
-}
-
-//===----------------------------------------------------------------------===//
-// Generic builders
-//===----------------------------------------------------------------------===//
-
-using BodyFn =
-    function_ref<SmallVector<Value>(OpBuilder &, Location, ValueRange)>;
-using ScalarFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
-
-/// A linalg.generic whose body computes in f32: floating-point inputs are
-/// extended before `body` sees them (the outputs, accumulators or unused,
-/// are passed as they are) and the yielded values are rounded to the output
-/// element types.
-SmallVector<Value> buildGeneric(OpBuilder &b, Location loc, ValueRange inputs,
-                                ValueRange inits, ArrayRef<AffineMap> maps,
-                                ArrayRef<IteratorType> iteratorTypes,
-                                BodyFn body) {
-  auto generic = linalg::GenericOp::create(
-      b, loc, TypeRange(inits), inputs, inits, maps, iteratorTypes,
-      [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
-        SmallVector<Value> values;
-        for (auto [i, arg] : llvm::enumerate(args)) {
-          bool isInput = i < inputs.size();
-          values.push_back(isInput && isa<FloatType>(arg.getType())
-                               ? castFloat(nested, nestedLoc, arg,
-                                           computeType(arg.getType()))
-                               : arg);
-        }
-        SmallVector<Value> results = body(nested, nestedLoc, values);
-        for (auto [result, init] : llvm::zip_equal(results, inits)) {
-          Type type = getElementTypeOrSelf(init.getType());
-          if (isa<FloatType>(result.getType()) && isa<FloatType>(type))
-            result = castFloat(nested, nestedLoc, result, type);
-        }
-        linalg::YieldOp::create(nested, nestedLoc, results);
-      });
-  return generic.getResults();
-}
-
-/// A parallel generic producing a new tensor of `sizes`; `inputMaps` index
-/// the inputs from the result's loops.
-Value buildElementwise(OpBuilder &b, Location loc, ValueRange inputs,
-                       ArrayRef<AffineMap> inputMaps,
-                       ArrayRef<OpFoldResult> sizes, Type elementType,
-                       ScalarFn body) {
-  int64_t loops = sizes.size();
-  Value init = tensor::EmptyOp::create(b, loc, sizes, elementType);
-  SmallVector<AffineMap> maps(inputMaps);
-  maps.push_back(b.getMultiDimIdentityMap(loops));
-  return buildGeneric(b, loc, inputs, init, maps, iterators(loops),
-                      [&](OpBuilder &nested, Location nestedLoc,
-                          ValueRange args) -> SmallVector<Value> {
-                        return {body(nested, nestedLoc, args)};
-                      })
-      .front();
-}
-
-/// Reduces `input` over dimension `axis` into a compute-type tensor of the
-/// other dimensions, starting from `init`. `extras` have the result's shape
-/// and are read at the same position. `combine` receives the (extended)
-/// input element, the extras and the accumulator, and returns the new
-/// accumulator.
-Value buildReduction(OpBuilder &b, Location loc, Value input, int64_t axis,
-                     double init, ValueRange extras, ScalarFn combine) {
-  MLIRContext *context = b.getContext();
-  int64_t loops = rankedType(input).getRank();
-  Type type = computeType(rankedType(input).getElementType());
-  Value acc =
-      filledTensor(b, loc, sizesWithout(b, loc, input, axis), type, init);
-  AffineMap reduced = dropDimsMap(loops, axis, context);
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(loops)};
-  maps.append(extras.size() + 1, reduced);
-  SmallVector<Value> inputs = {input};
-  llvm::append_range(inputs, extras);
-  return buildGeneric(b, loc, inputs, acc, maps, iterators(loops, axis),
-                      [&](OpBuilder &nested, Location nestedLoc,
-                          ValueRange args) -> SmallVector<Value> {
-                        return {combine(nested, nestedLoc, args)};
-                      })
-      .front();
-}
-
-/// Rounds a compute-type tensor to `elementType` (no-op when it already has
-/// it): the final step of f32 accumulations for f16/bf16 results.
-Value convertElements(OpBuilder &b, Location loc, Value tensor,
-                      Type elementType) {
-  RankedTensorType type = rankedType(tensor);
-  if (type.getElementType() == elementType)
-    return tensor;
-  return buildElementwise(
-      b, loc, tensor, b.getMultiDimIdentityMap(type.getRank()),
-      tensor::getMixedSizes(b, loc, tensor), elementType,
-      [](OpBuilder &, Location, ValueRange args) { return args[0]; });
-}
 
 //===----------------------------------------------------------------------===//
 // Elementwise ops
@@ -432,73 +176,6 @@ struct UnaryOpLowering : OpConversionPattern<SourceOp> {
 //===----------------------------------------------------------------------===//
 // Linear algebra
 //===----------------------------------------------------------------------===//
-
-/// A zero-initialised compute-type accumulator of `sizes`.
-Value zeroAccumulator(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
-                      Type elementType) {
-  return filledTensor(b, loc, sizes, computeType(elementType), 0.0);
-}
-
-/// The body of a contraction: acc + lhs * rhs.
-SmallVector<Value> multiplyAccumulate(OpBuilder &b, Location loc,
-                                      ValueRange args) {
-  Value product = arith::MulFOp::create(b, loc, args[0], args[1]);
-  return {arith::AddFOp::create(b, loc, args[2], product)};
-}
-
-/// linalg.matmul of two rank-2 tensors into a compute-type accumulator.
-Value buildMatmul(OpBuilder &b, Location loc, Value lhs, Value rhs) {
-  Value init = zeroAccumulator(b, loc,
-                               {tensor::getMixedSize(b, loc, lhs, 0),
-                                tensor::getMixedSize(b, loc, rhs, 1)},
-                               rankedType(lhs).getElementType());
-  return linalg::MatmulOp::create(b, loc, TypeRange{init.getType()},
-                                  ValueRange{lhs, rhs}, ValueRange{init})
-      .getResult(0);
-}
-
-/// linalg.transpose of a rank-2 tensor.
-Value transposeMatrix(OpBuilder &b, Location loc, Value matrix) {
-  Value init =
-      tensor::EmptyOp::create(b, loc,
-                              {tensor::getMixedSize(b, loc, matrix, 1),
-                               tensor::getMixedSize(b, loc, matrix, 0)},
-                              rankedType(matrix).getElementType());
-  return linalg::TransposeOp::create(b, loc, matrix, init,
-                                     ArrayRef<int64_t>{1, 0})
-      ->getResult(0);
-}
-
-/// Reassociation that keeps the last dimension and groups all others.
-SmallVector<ReassociationIndices> leadingGroups(int64_t rank) {
-  ReassociationIndices leading =
-      llvm::to_vector(llvm::seq<int64_t>(0, rank - 1));
-  return {leading, {rank - 1}};
-}
-
-/// `[..., M, K]` (rank >= 2) as the matrix `[prod(...) * M, K]`.
-Value collapseToMatrix(OpBuilder &b, Location loc, Value tensor) {
-  int64_t rank = rankedType(tensor).getRank();
-  if (rank == 2)
-    return tensor;
-  return tensor::CollapseShapeOp::create(b, loc, tensor, leadingGroups(rank));
-}
-
-/// Undoes collapseToMatrix of `like`: the rows of `matrix` become the leading
-/// dimensions of `like`.
-Value expandFromMatrix(OpBuilder &b, Location loc, Value matrix, Value like) {
-  int64_t rank = rankedType(like).getRank();
-  if (rank == 2)
-    return matrix;
-  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, like);
-  sizes.back() = tensor::getMixedSize(b, loc, matrix, 1);
-  SmallVector<int64_t> shape;
-  SmallVector<Value> dynamic;
-  dispatchIndexOpFoldResults(sizes, dynamic, shape);
-  auto type = RankedTensorType::get(shape, rankedType(matrix).getElementType());
-  return tensor::ExpandShapeOp::create(b, loc, type, matrix,
-                                       leadingGroups(rank), sizes);
-}
 
 struct LinearOpLowering : OpConversionPattern<LinearOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -640,36 +317,6 @@ struct MatmulOpLowering : OpConversionPattern<MatmulOp> {
 // Normalisation, softmax, embedding
 //===----------------------------------------------------------------------===//
 
-/// Sum of `input` over its last dimension, optionally of a function of the
-/// element and a per-row value.
-Value sumLastDim(OpBuilder &b, Location loc, Value input, ValueRange extras,
-                 ScalarFn term) {
-  int64_t axis = rankedType(input).getRank() - 1;
-  return buildReduction(
-      b, loc, input, axis, 0.0, extras,
-      [&](OpBuilder &nested, Location nestedLoc, ValueRange args) -> Value {
-        Value value = term(nested, nestedLoc, args.drop_back());
-        return arith::AddFOp::create(nested, nestedLoc, args.back(), value);
-      });
-}
-
-/// The extent of the last dimension (the normalised features) as a float.
-Value featureCount(OpBuilder &b, Location loc, Value input, Type type) {
-  int64_t last = rankedType(input).getRank() - 1;
-  return indexToFloat(b, loc, dimValue(b, loc, input, last), type);
-}
-
-/// Maps of a normalisation's final generic: the input itself, per-row
-/// statistics, then per-feature parameters.
-SmallVector<AffineMap> normalizationMaps(int64_t rank, int64_t rowValues,
-                                         int64_t featureValues,
-                                         MLIRContext *context) {
-  SmallVector<AffineMap> maps = {
-      AffineMap::getMultiDimIdentityMap(rank, context)};
-  maps.append(rowValues, dropDimsMap(rank, rank - 1, context));
-  maps.append(featureValues, dimsMap(rank, rank - 1, context));
-  return maps;
-}
 
 struct RMSNormOpLowering : OpConversionPattern<RMSNormOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -757,26 +404,6 @@ struct LayerNormOpLowering : OpConversionPattern<LayerNormOp> {
   }
 };
 
-/// Maximum of `input` over `axis` (-inf for an empty axis).
-Value maxOverDim(OpBuilder &b, Location loc, Value input, int64_t axis) {
-  return buildReduction(
-      b, loc, input, axis, -std::numeric_limits<double>::infinity(), {},
-      [](OpBuilder &b, Location loc, ValueRange args) -> Value {
-        return arith::MaximumFOp::create(b, loc, args[1], args[0]);
-      });
-}
-
-/// Sum of exp(x - max) over `axis`, given the maxima over that axis.
-Value sumExpOverDim(OpBuilder &b, Location loc, Value input, int64_t axis,
-                    Value max) {
-  return buildReduction(
-      b, loc, input, axis, 0.0, max,
-      [](OpBuilder &b, Location loc, ValueRange args) -> Value {
-        Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
-        Value e = math::ExpOp::create(b, loc, shifted);
-        return arith::AddFOp::create(b, loc, args[2], e);
-      });
-}
 
 struct SoftmaxOpLowering : OpConversionPattern<SoftmaxOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -909,6 +536,9 @@ struct RotaryOpLowering : OpConversionPattern<RotaryOp> {
             tableIndices.insert(tableIndices.begin(), batch);
           Value c = tensor::ExtractOp::create(b, loc, cosTable, tableIndices);
           Value s = tensor::ExtractOp::create(b, loc, sinTable, tableIndices);
+          // The inverse rotation turns by the negated angle.
+          if (op.getInverse())
+            s = arith::NegFOp::create(b, loc, s);
           Value other = tensor::ExtractOp::create(
               b, loc, input, ValueRange{batch, token, head, partner});
           other = castFloat(b, loc, other, own.getType());
@@ -989,7 +619,8 @@ struct AttentionOpLowering : OpConversionPattern<AttentionOp> {
     MLIRContext *context = op.getContext();
     Value query = adaptor.getQuery(), key = adaptor.getKey(),
           value = adaptor.getValue();
-    std::optional<int64_t> group = headGroup(op);
+    std::optional<int64_t> group =
+        headGroup(op.getQuery().getType(), op.getKey().getType());
     if (!group)
       return rewriter.notifyMatchFailure(op, "dynamic head counts");
     RankedTensorType type = op.getType();
@@ -999,71 +630,12 @@ struct AttentionOpLowering : OpConversionPattern<AttentionOp> {
     OpFoldResult heads = rewriter.getIndexAttr(type.getDimSize(2));
     OpFoldResult seqQ = tensor::getMixedSize(rewriter, loc, query, 1);
     OpFoldResult seqKV = sharedSize(rewriter, loc, {{key, 1}, {value, 1}});
-    // Loops of the score tensor [batch, heads, seq_q, seq_kv].
     auto d = [&](unsigned i) { return rewriter.getAffineDimExpr(i); };
-    AffineExpr kvHead = d(1).floorDiv(*group);
-
-    // scores = q k^T over (b, h, i, j, e).
-    Value scores =
-        buildGeneric(rewriter, loc, {query, key},
-                     zeroAccumulator(rewriter, loc, {batch, heads, seqQ, seqKV},
-                                     type.getElementType()),
-                     {AffineMap::get(5, 0, {d(0), d(2), d(1), d(4)}, context),
-                      AffineMap::get(5, 0, {d(0), d(3), kvHead, d(4)}, context),
-                      dropDimsMap(5, 4, context)},
-                     iterators(5, 4), multiplyAccumulate)[0];
-
-    Value scale = attentionScale(rewriter, op, query, compute);
-    Value offset;
-    if (op.getCausal())
-      offset = arith::SubIOp::create(
-          rewriter, loc, getValueOrCreateConstantIndexOp(rewriter, loc, seqKV),
-          getValueOrCreateConstantIndexOp(rewriter, loc, seqQ));
-    // Query i sees key j <= i + seq_kv - seq_q; null when all are visible.
-    auto visible = [&](OpBuilder &b, Location loc) -> Value {
-      if (!offset)
-        return nullptr;
-      Value limit = arith::AddIOp::create(b, loc, loopIndex(b, loc, 2), offset);
-      return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                   loopIndex(b, loc, 3), limit);
-    };
-    auto masked = [&](OpBuilder &b, Location loc, Value v,
-                      Value fill) -> Value {
-      if (Value ok = visible(b, loc))
-        return arith::SelectOp::create(b, loc, ok, v, fill);
-      return v;
-    };
-    Value max = buildReduction(
-        rewriter, loc, scores, 3, -std::numeric_limits<double>::infinity(), {},
-        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          Value s = arith::MulFOp::create(b, loc, args[0], scale);
-          s = masked(b, loc, s, minusInfinity(b, loc, compute));
-          return arith::MaximumFOp::create(b, loc, args[1], s);
-        });
-    // Unnormalised weights exp(s - max), 0 where masked. A row that sees no
-    // key has max -inf and subtracts 0 instead, so no NaN appears and its
-    // weights sum to 0.
-    AffineMap rows = dropDimsMap(4, 3, context);
-    Value weights = buildElementwise(
-        rewriter, loc, {scores, max},
-        {rewriter.getMultiDimIdentityMap(4), rows}, {batch, heads, seqQ, seqKV},
-        compute, [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          Value m = args[1];
-          Value inf = floatConst(b, loc, compute,
-                                 std::numeric_limits<double>::infinity());
-          Value finite =
-              arith::CmpFOp::create(b, loc, arith::CmpFPredicate::ONE,
-                                    math::AbsFOp::create(b, loc, m), inf);
-          m = arith::SelectOp::create(b, loc, finite, m,
-                                      floatConst(b, loc, compute, 0.0));
-          Value shifted = arith::SubFOp::create(
-              b, loc, arith::MulFOp::create(b, loc, args[0], scale), m);
-          return masked(b, loc, math::ExpOp::create(b, loc, shifted),
-                        floatConst(b, loc, compute, 0.0));
-        });
-    Value sum = sumLastDim(
-        rewriter, loc, weights, {},
-        [](OpBuilder &, Location, ValueRange args) { return args[0]; });
+    AttentionWeights attention = buildAttentionWeights(
+        rewriter, loc, query, key, *group, op.getCausal(),
+        op.getScale().convertToFloat(), {batch, heads, seqQ, seqKV},
+        type.getElementType());
+    Value weights = attention.weights, sum = attention.sum;
 
     // out = (weights v) / sum over (b, i, h, e, j). Normalising after the
     // product divides once per output; and since the weights feed two ops,
@@ -1094,36 +666,6 @@ struct AttentionOpLowering : OpConversionPattern<AttentionOp> {
     rewriter.replaceOp(op, castToType(rewriter, loc, output, type));
     return success();
   }
-
-  /// heads / kv_heads, the number of query heads sharing a key/value head;
-  /// std::nullopt when a head count is dynamic (the maps need a constant).
-  static std::optional<int64_t> headGroup(AttentionOp op) {
-    int64_t heads = op.getQuery().getType().getDimSize(2);
-    int64_t kvHeads = op.getKey().getType().getDimSize(2);
-    if (ShapedType::isDynamic(heads) || ShapedType::isDynamic(kvHeads))
-      return std::nullopt;
-    return heads / kvHeads;
-  }
-
-  /// The `scale` attribute, or 1/sqrt(head_dim) (rounded from f64 like the
-  /// constant a frontend would write) when it is 0.
-  static Value attentionScale(OpBuilder &b, AttentionOp op, Value query,
-                              Type type) {
-    Location loc = op.getLoc();
-    float scale = op.getScale().convertToFloat();
-    if (scale != 0.0f)
-      return floatConst(b, loc, type, scale);
-    int64_t headDim = rankedType(query).getDimSize(3);
-    if (!ShapedType::isDynamic(headDim))
-      return floatConst(b, loc, type,
-                        static_cast<float>(1.0 / std::sqrt(double(headDim))));
-    Type f64 = b.getF64Type();
-    Value root = math::SqrtOp::create(
-        b, loc, indexToFloat(b, loc, dimValue(b, loc, query, 3), f64));
-    Value inverse =
-        arith::DivFOp::create(b, loc, floatConst(b, loc, f64, 1.0), root);
-    return castFloat(b, loc, inverse, type);
-  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -1148,14 +690,6 @@ bool groupsMatch(ArrayRef<int64_t> whole, ArrayRef<int64_t> parts,
       return false;
   }
   return true;
-}
-
-/// The product of the extents of `tensor` as an index value.
-Value elementCount(OpBuilder &b, Location loc, Value tensor) {
-  Value count = indexConst(b, loc, 1);
-  for (int64_t i = 0, e = rankedType(tensor).getRank(); i < e; ++i)
-    count = arith::MulIOp::create(b, loc, count, dimValue(b, loc, tensor, i));
-  return count;
 }
 
 /// Sizes for expanding into `shape` (at most one dynamic extent) the
@@ -1368,14 +902,17 @@ struct ConvertNNToLinalg
     MLIRContext *context = &getContext();
     // Reported here rather than left to the conversion, whose generic
     // "failed to legalize" would hide the reason.
-    WalkResult walk = func.walk([](AttentionOp op) {
-      if (AttentionOpLowering::headGroup(op))
+    WalkResult walk = func.walk([](Operation *op) {
+      if (!isa<AttentionOp, AttentionGradOp>(op))
         return WalkResult::advance();
-      op.emitOpError() << "needs static head counts to be lowered (the "
-                          "query-to-key/value head mapping is built into the "
-                          "indexing maps), got 'query' of type "
-                       << op.getQuery().getType() << " and 'key' of type "
-                       << op.getKey().getType();
+      auto query = cast<RankedTensorType>(op->getOperand(isa<AttentionOp>(op) ? 0 : 1).getType());
+      auto key = cast<RankedTensorType>(op->getOperand(isa<AttentionOp>(op) ? 1 : 2).getType());
+      if (headGroup(query, key))
+        return WalkResult::advance();
+      op->emitOpError() << "needs static head counts to be lowered (the "
+                           "query-to-key/value head mapping is built into the "
+                           "indexing maps), got 'query' of type "
+                        << query << " and 'key' of type " << key;
       return WalkResult::interrupt();
     });
     if (walk.wasInterrupted())
@@ -1397,6 +934,7 @@ struct ConvertNNToLinalg
                  LayerNormOpLowering, SoftmaxOpLowering, EmbeddingOpLowering,
                  RotaryOpLowering, AttentionOpLowering, ReshapeOpLowering,
                  TransposeOpLowering, CrossEntropyOpLowering>(context);
+    populateGradientLoweringPatterns(patterns);
 
     llvm::SmallPtrSet<Operation *, 4> inputErfs;
     func.walk([&](math::ErfOp erf) { inputErfs.insert(erf); });

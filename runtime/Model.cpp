@@ -186,16 +186,17 @@ private:
     } catch (const Error &error) {
       invalid(error.what());
     }
+    // Only moec's schema carries extras; other producers may put anything
+    // there.
     const json::Value *entries = signature.find("entries");
     if (!entries || entries->kind != json::Value::Array)
-      invalid("its signature JSON has no \"entries\" array");
+      return;
     for (const json::Value &jsonEntry : entries->array) {
       const json::Value *name = jsonEntry.find("name");
       const json::Value *args = jsonEntry.find("args");
       if (!name || name->kind != json::Value::String || !args ||
           args->kind != json::Value::Array)
-        invalid("its signature JSON has an entry without \"name\" or "
-                "\"args\"");
+        continue;
       auto entry = std::find_if(
           model.entries.begin(), model.entries.end(),
           [&](const EntryDesc &e) { return e.name == name->string; });
@@ -204,7 +205,7 @@ private:
       for (const json::Value &jsonArg : args->array) {
         const json::Value *argName = jsonArg.find("name");
         if (!argName || argName->kind != json::Value::String)
-          invalid("its signature JSON has an argument without a name");
+          continue;
         auto arg = std::find_if(
             entry->args.begin(), entry->args.end(),
             [&](const ArgDesc &a) { return a.name == argName->string; });

@@ -25,6 +25,12 @@ def NN_Dialect : Dialect {
     lists only operand types. Weights use the `x @ W` convention (a linear
     weight is `[in, out]`).
   }];
+  // Gradients (buildVJP) use constants and a broadcasting linalg.generic.
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
 }
 
 class NN_Op<string mnemonic, list<Trait> traits = []>

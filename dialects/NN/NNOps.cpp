@@ -245,13 +245,13 @@ LogicalResult RotaryOp::verify() {
 // AttentionOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
-                                            std::optional<Location> location,
-                                            Adaptor adaptor,
-                                            SmallVectorImpl<Type> &inferred) {
-  StringRef name = getOperationName();
-  auto q = ranked(adaptor.getQuery()), k = ranked(adaptor.getKey()),
-       v = ranked(adaptor.getValue());
+/// The result type of attention over `q`, `k`, `v` (shared by nn.attention
+/// and nn.attention_grad, whose `grad` must have it).
+static LogicalResult inferAttentionResult(std::optional<Location> location,
+                                          StringRef name, RankedTensorType q,
+                                          RankedTensorType k,
+                                          RankedTensorType v,
+                                          SmallVectorImpl<Type> &inferred) {
   const char *names[] = {"query", "key", "value"};
   RankedTensorType types[] = {q, k, v};
   for (int i = 0; i < 3; ++i) {
@@ -294,6 +294,16 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   inferred.push_back(RankedTensorType::get(
       {batch, q.getDimSize(1), heads, v.getDimSize(3)}, q.getElementType()));
   return success();
+}
+
+LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  return inferAttentionResult(location, getOperationName(),
+                              ranked(adaptor.getQuery()),
+                              ranked(adaptor.getKey()),
+                              ranked(adaptor.getValue()), inferred);
 }
 
 //===----------------------------------------------------------------------===//
@@ -456,12 +466,14 @@ void TransposeOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
 // CrossEntropyOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult CrossEntropyOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferred) {
-  StringRef name = getOperationName();
-  auto logits = ranked(adaptor.getLogits()),
-       targets = ranked(adaptor.getTargets());
+/// The 0-d loss type of a cross-entropy over `logits`, `targets` and the
+/// optional `mask` (shared by nn.cross_entropy and nn.cross_entropy_grad).
+static LogicalResult inferCrossEntropyResult(std::optional<Location> location,
+                                             StringRef name,
+                                             RankedTensorType logits,
+                                             RankedTensorType targets,
+                                             Value maskValue,
+                                             SmallVectorImpl<Type> &inferred) {
   if (logits.getRank() < 1)
     return inferFailure(location, name,
                         "'logits' must have rank >= 1 ([..., vocab]), got ",
@@ -480,7 +492,7 @@ LogicalResult CrossEntropyOp::inferReturnTypes(
                         shapeToString(targets.getShape()),
                         ") must equal the leading shape of 'logits' (",
                         shapeToString(lead), ")");
-  if (Value maskValue = adaptor.getMask()) {
+  if (maskValue) {
     auto mask = ranked(maskValue);
     if (!sameLead(mask))
       return inferFailure(location, name, "'mask' shape (",
@@ -497,6 +509,126 @@ LogicalResult CrossEntropyOp::inferReturnTypes(
   }
   inferred.push_back(RankedTensorType::get({}, logits.getElementType()));
   return success();
+}
+
+LogicalResult CrossEntropyOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  return inferCrossEntropyResult(
+      location, getOperationName(), ranked(adaptor.getLogits()),
+      ranked(adaptor.getTargets()), adaptor.getMask(), inferred);
+}
+
+//===----------------------------------------------------------------------===//
+// ReduceSumOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReduceSumOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  auto input = ranked(adaptor.getInput());
+  int64_t rank = input.getRank();
+  SmallVector<bool> reduced(rank, false);
+  for (int64_t axis : adaptor.getAxes()) {
+    int64_t normalized = axis < 0 ? axis + rank : axis;
+    if (normalized < 0 || normalized >= rank)
+      return inferFailure(location, getOperationName(), "axis ", axis,
+                          " is out of range for 'input' (",
+                          shapeToString(input.getShape()), ", rank ", rank,
+                          ")");
+    if (reduced[normalized])
+      return inferFailure(location, getOperationName(), "axis ", axis,
+                          " of 'input' (", shapeToString(input.getShape()),
+                          ") is listed twice");
+    reduced[normalized] = true;
+  }
+  SmallVector<int64_t> shape;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!reduced[i])
+      shape.push_back(input.getDimSize(i));
+    else if (adaptor.getKeepDims())
+      shape.push_back(1);
+  }
+  inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+SmallVector<int64_t> ReduceSumOp::getNormalizedAxes() {
+  int64_t rank = getInput().getType().getRank();
+  return llvm::map_to_vector(getAxes(), [&](int64_t axis) {
+    return axis < 0 ? axis + rank : axis;
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Gradient ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult RMSNormGradOp::verify() {
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
+  ShapeChecker check(*this);
+  checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
+  return check.status();
+}
+
+LogicalResult LayerNormGradOp::verify() {
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
+  ShapeChecker check(*this);
+  checkFeatureVector(check, getInput().getType(), getWeight(), "weight");
+  return check.status();
+}
+
+LogicalResult EmbeddingGradOp::verify() {
+  RankedTensorType table = getTable().getType(), ids = getIds().getType();
+  if (table.getRank() != 2)
+    return emitOpError() << "'table' must have rank 2 ([vocab, d]), got "
+                         << table;
+  ShapeChecker check(*this);
+  check.elementType(getGrad(), "grad", table.getElementType(), "table");
+  check.rank(getGrad(), "grad", ids.getRank() + 1, "the shape of 'ids' + [d]");
+  for (int64_t i = 0; i < ids.getRank(); ++i)
+    check.dim(getGrad(), "grad", i, ids.getDimSize(i), "the shape of 'ids'");
+  check.dim(getGrad(), "grad", ids.getRank(), table.getDimSize(1),
+            "the feature size d of 'table'");
+  return check.status();
+}
+
+/// `grad` must have the forward result type `expected`, up to dynamic
+/// extents.
+static LogicalResult verifyResultGrad(Operation *op, Value grad,
+                                      Type expected) {
+  auto gradType = ranked(grad), type = ranked(expected);
+  bool compatible = gradType.getElementType() == type.getElementType() &&
+                    gradType.getRank() == type.getRank();
+  for (int64_t i = 0; compatible && i < type.getRank(); ++i)
+    compatible = dimsCompatible(gradType.getDimSize(i), type.getDimSize(i));
+  if (!compatible)
+    return op->emitOpError() << "'grad' (" << gradType
+                             << ") must have the forward result type "
+                             << type;
+  return success();
+}
+
+LogicalResult AttentionGradOp::verify() {
+  SmallVector<Type, 1> inferred;
+  if (failed(inferAttentionResult(getLoc(), getOperationName(),
+                                  getQuery().getType(), getKey().getType(),
+                                  getValue().getType(), inferred)))
+    return failure();
+  return verifyResultGrad(*this, getGrad(), inferred.front());
+}
+
+LogicalResult CrossEntropyGradOp::verify() {
+  SmallVector<Type, 1> inferred;
+  if (failed(inferCrossEntropyResult(getLoc(), getOperationName(),
+                                     getLogits().getType(),
+                                     getTargets().getType(), getMask(),
+                                     inferred)))
+    return failure();
+  return verifyResultGrad(*this, getGrad(), inferred.front());
 }
 
 #define GET_OP_CLASSES

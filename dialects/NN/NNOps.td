@@ -27,12 +27,31 @@ def NN_GeluApproximation : I32EnumAttr<"GeluApproximation",
   let cppNamespace = "::moec::nn";
 }
 
+def NN_UnaryFunction : I32EnumAttr<"UnaryFunction",
+    "an elementwise function whose derivative nn.unary_grad applies", [
+      I32EnumAttrCase<"neg", 0>,
+      I32EnumAttrCase<"exp", 1>,
+      I32EnumAttrCase<"log", 2>,
+      I32EnumAttrCase<"sqrt", 3>,
+      I32EnumAttrCase<"rsqrt", 4>,
+      I32EnumAttrCase<"reciprocal", 5>,
+      I32EnumAttrCase<"tanh", 6>,
+      I32EnumAttrCase<"erf", 7>,
+      I32EnumAttrCase<"sigmoid", 8>,
+      I32EnumAttrCase<"relu", 9>,
+      I32EnumAttrCase<"silu", 10>,
+      I32EnumAttrCase<"gelu", 11>,
+      I32EnumAttrCase<"gelu_tanh", 12>
+    ]> {
+  let cppNamespace = "::moec::nn";
+}
+
 //===----------------------------------------------------------------------===//
 // Elementwise
 //===----------------------------------------------------------------------===//
 
 class NN_BinaryOp<string mnemonic, string formula>
-    : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor]> {
+    : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting";
   let description = [{
     Computes `}] # formula # [{` elementwise. The operands broadcast as in
@@ -68,8 +87,8 @@ def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs">;
 def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs">;
 
 class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
-    : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType],
-                                  traits)> {
+    : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType,
+                                   DeclareOpInterfaceMethods<DifferentiableOpInterface>], traits)> {
   let summary = "elementwise " # mnemonic;
   let description = [{
     Computes `}] # formula # [{` elementwise; the result has the operand's
@@ -98,7 +117,8 @@ def NN_SigmoidOp : NN_UnaryOp<"sigmoid", "1 / (1 + exp(-x))">;
 def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
 def NN_SiluOp : NN_UnaryOp<"silu", "x * sigmoid(x)">;
 
-def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType]> {
+def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "Gaussian error linear unit";
   let description = [{
     Computes `x * Phi(x)` elementwise, where `Phi` is the standard normal
@@ -127,7 +147,7 @@ def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType]> {
 //===----------------------------------------------------------------------===//
 
 def NN_LinearOp : NN_Op<"linear",
-    [Pure, InferTypeOpAdaptor]> {
+    [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "affine map of the last dimension: x @ W (+ b)";
   let description = [{
     Multiplies the last dimension of `input` (`[..., in]`) by `weight`
@@ -151,7 +171,8 @@ def NN_LinearOp : NN_Op<"linear",
   }];
 }
 
-def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults]> {
+def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "batched matrix product with optional transposes";
   let description = [{
     Multiplies the two trailing dimensions: `[..., M, K] x [..., K, N]` gives
@@ -179,7 +200,7 @@ def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults]> {
 //===----------------------------------------------------------------------===//
 
 def NN_RMSNormOp : NN_Op<"rms_norm",
-    [Pure, AllTypesMatch<["input", "result"]>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "root-mean-square normalisation over the last dimension";
   let description = [{
     `y = x / sqrt(mean(x^2, axis=-1) + epsilon) * weight`, where `weight` has
@@ -201,7 +222,7 @@ def NN_RMSNormOp : NN_Op<"rms_norm",
 }
 
 def NN_LayerNormOp : NN_Op<"layer_norm",
-    [Pure, AllTypesMatch<["input", "result"]>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "layer normalisation over the last dimension";
   let description = [{
     `y = (x - mean) / sqrt(var + epsilon) * weight + bias` with mean and
@@ -225,7 +246,8 @@ def NN_LayerNormOp : NN_Op<"layer_norm",
   let hasVerifier = 1;
 }
 
-def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType]> {
+def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "numerically stable softmax along one axis";
   let description = [{
     `exp(x - max(x)) / sum(exp(x - max(x)))` along `axis` (negative values
@@ -244,7 +266,8 @@ def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType]> {
   let hasVerifier = 1;
 }
 
-def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor]> {
+def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "row lookup in an embedding table";
   let description = [{
     Gathers rows of `table` (`[vocab, d]`) for every id in `ids` (any shape
@@ -268,7 +291,7 @@ def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor]> {
 //===----------------------------------------------------------------------===//
 
 def NN_RotaryOp : NN_Op<"rotary",
-    [Pure, AllTypesMatch<["input", "result"]>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "rotary position embedding (RoPE)";
   let description = [{
     Rotates pairs of features of `input` (`[batch, seq, heads, head_dim]`)
@@ -280,7 +303,9 @@ def NN_RotaryOp : NN_Op<"rotary",
     `(a cos - b sin, a sin + b cos)`.
 
     `positions` (`[seq]` or `[batch, seq]`, integer) gives each token's
-    position; without it positions are `0 .. seq-1`.
+    position; without it positions are `0 .. seq-1`. With `inverse` every
+    pair is rotated by the negated angle, which undoes the rotation (and is
+    its transpose, hence its gradient).
 
     Example:
 
@@ -293,7 +318,7 @@ def NN_RotaryOp : NN_Op<"rotary",
   let arguments = (ins NN_FloatTensor:$input, Optional<NN_IdTensor>:$positions,
       DefaultValuedAttr<F32Attr, "10000.0">:$theta,
       DefaultValuedAttr<I64Attr, "0">:$rotary_dim,
-      UnitAttr:$interleaved);
+      UnitAttr:$interleaved, UnitAttr:$inverse);
   let results = (outs NN_FloatTensor:$result);
   let assemblyFormat = [{
     $input (`positions` $positions^)? attr-dict `:` type($input)
@@ -302,7 +327,8 @@ def NN_RotaryOp : NN_Op<"rotary",
   let hasVerifier = 1;
 }
 
-def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor]> {
+def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "scaled dot-product multi-head attention, grouped-query allowed";
   let description = [{
     `softmax(q k^T * scale + causal_mask) v` per head, with `q` of shape
@@ -338,7 +364,7 @@ def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor]> {
 // Shape manipulation
 //===----------------------------------------------------------------------===//
 
-def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
+def NN_ReshapeOp : NN_Op<"reshape", [Pure, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "reinterpret a tensor with another shape, same element count";
   let description = [{
     Row-major reshape. The result has the input's element type and at most
@@ -361,7 +387,8 @@ def NN_ReshapeOp : NN_Op<"reshape", [Pure]> {
   let hasCanonicalizer = 1;
 }
 
-def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults]> {
+def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "permute the dimensions of a tensor";
   let description = [{
     Result dimension `i` is input dimension `permutation[i]`.
@@ -386,7 +413,7 @@ def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults]> {
 //===----------------------------------------------------------------------===//
 
 def NN_CrossEntropyOp : NN_Op<"cross_entropy",
-    [Pure, InferTypeOpAdaptor]> {
+    [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "masked mean softmax cross-entropy";
   let description = [{
     `logits` has shape `[..., vocab]` and `targets` (integer) the leading
@@ -412,6 +439,225 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
     $logits `,` $targets (`mask` $mask^)? attr-dict `:` type($logits) `,`
     type($targets) (`,` type($mask)^)?
   }];
+}
+
+//===----------------------------------------------------------------------===//
+// Reductions
+//===----------------------------------------------------------------------===//
+
+def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
+    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+  let summary = "sum over some dimensions";
+  let description = [{
+    Sums `input` over the dimensions listed in `axes` (negative values count
+    from the end; each dimension at most once). The summed dimensions are
+    dropped from the result, or kept with extent 1 with `keep_dims`. f16 and
+    bf16 inputs accumulate in f32. Gradients of broadcasting ops use it to
+    sum over the dimensions an operand was broadcast along.
+
+    Example:
+
+    ```mlir
+    %s = nn.reduce_sum %x [0, 1] : tensor<2x?x64xf32>
+    %r = nn.reduce_sum %x [-1] {keep_dims} : tensor<2x?x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input, DenseI64ArrayAttr:$axes,
+      UnitAttr:$keep_dims);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input $axes attr-dict `:` type($input)";
+  let extraClassDeclaration = [{
+    /// `axes` counted from the front ([0, rank)), in the order written.
+    ::llvm::SmallVector<int64_t> getNormalizedAxes();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients
+//
+// Backward ops that the VJPs of the differentiable ops emit where composing
+// existing ops would be wasteful (several passes over the data) or
+// impossible (scatter-add). Each takes the gradient of the forward result
+// first, then the forward op's operands, and has the forward attributes.
+//===----------------------------------------------------------------------===//
+
+def NN_UnaryGradOp : NN_Op<"unary_grad",
+    [Pure, SameOperandsAndResultType]> {
+  let summary = "gradient of an elementwise function: grad * f'(input)";
+  let description = [{
+    Computes `grad * f'(input)` elementwise, where `f` is the unary op named
+    by `function` (`gelu` is exact GELU, `gelu_tanh` its tanh
+    approximation). The derivative is evaluated from the forward input in
+    one pass. Where `f` is not differentiable the value is the one-sided
+    limit used by frameworks: `relu` has derivative 0 at 0.
+
+    Example:
+
+    ```mlir
+    %dx = nn.unary_grad silu %dy, %x : tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_UnaryFunction:$function, NN_FloatTensor:$grad,
+      NN_FloatTensor:$input);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat =
+      "$function $grad `,` $input attr-dict `:` type($input)";
+}
+
+def NN_RMSNormGradOp : NN_Op<"rms_norm_grad",
+    [Pure, AllTypesMatch<["grad", "input", "input_grad"]>,
+     AllTypesMatch<["weight", "weight_grad"]>]> {
+  let summary = "gradient of nn.rms_norm";
+  let description = [{
+    Given `grad`, the gradient of the result of
+    `nn.rms_norm %input, %weight`, computes the gradients with respect to
+    `input` and `weight`. With `r = 1 / sqrt(mean(x^2) + epsilon)` per row:
+    `input_grad = r * (grad * weight - x * r^2 * mean(grad * weight * x))`,
+    and `weight_grad` sums `grad * x * r` over every dimension but the last.
+
+    Example:
+
+    ```mlir
+    %dx, %dw = nn.rms_norm_grad %dy, %x, %g {epsilon = 1.0e-06 : f32}
+        : tensor<2x?x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$grad, NN_FloatTensor:$input,
+      NN_FloatTensor:$weight, DefaultValuedAttr<F32Attr, "1.0e-6">:$epsilon);
+  let results = (outs NN_FloatTensor:$input_grad,
+      NN_FloatTensor:$weight_grad);
+  let assemblyFormat = [{
+    $grad `,` $input `,` $weight attr-dict `:` type($input) `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_LayerNormGradOp : NN_Op<"layer_norm_grad",
+    [Pure, AllTypesMatch<["grad", "input", "input_grad"]>,
+     AllTypesMatch<["weight", "weight_grad", "bias_grad"]>]> {
+  let summary = "gradient of nn.layer_norm";
+  let description = [{
+    Given `grad`, the gradient of the result of
+    `nn.layer_norm %input, %weight (bias %b)`, computes the gradients with
+    respect to `input`, `weight` and the bias (the bias itself does not
+    enter them, so it is no operand). With `xhat = (x - mean) * r`,
+    `r = 1 / sqrt(var + epsilon)` per row and `gw = grad * weight`:
+    `input_grad = r * (gw - mean(gw) - xhat * mean(gw * xhat))`;
+    `weight_grad` and `bias_grad` sum `grad * xhat` and `grad` over every
+    dimension but the last.
+
+    Example:
+
+    ```mlir
+    %dx, %dw, %db = nn.layer_norm_grad %dy, %x, %g {epsilon = 1.0e-05 : f32}
+        : tensor<?x64xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$grad, NN_FloatTensor:$input,
+      NN_FloatTensor:$weight, DefaultValuedAttr<F32Attr, "1.0e-5">:$epsilon);
+  let results = (outs NN_FloatTensor:$input_grad, NN_FloatTensor:$weight_grad,
+      NN_FloatTensor:$bias_grad);
+  let assemblyFormat = [{
+    $grad `,` $input `,` $weight attr-dict `:` type($input) `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_EmbeddingGradOp : NN_Op<"embedding_grad",
+    [Pure, AllTypesMatch<["table", "result"]>]> {
+  let summary = "gradient of nn.embedding: scatter-add into the table";
+  let description = [{
+    Given `grad` (`S x [d]`), the gradient of the result of
+    `nn.embedding %table, %ids` (`ids` of shape `S`), computes the gradient
+    with respect to `table`: a `[vocab, d]` tensor whose row `v` is the sum
+    of the rows of `grad` at the positions where `ids` is `v`. `table` only
+    gives the result its shape. Ids are clamped into `[0, vocab)` as the
+    forward lowering clamps them, so each gradient row lands on the row the
+    forward op read.
+
+    Example:
+
+    ```mlir
+    %dt = nn.embedding_grad %dh, %ids, %table
+        : tensor<2x?x64xf32>, tensor<2x?xi32>, tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$grad, NN_IdTensor:$ids,
+      NN_FloatTensor:$table);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $grad `,` $ids `,` $table attr-dict `:` type($grad) `,` type($ids) `,`
+    type($table)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_AttentionGradOp : NN_Op<"attention_grad",
+    [Pure, AllTypesMatch<["query", "query_grad"]>,
+     AllTypesMatch<["key", "key_grad"]>,
+     AllTypesMatch<["value", "value_grad"]>]> {
+  let summary = "gradient of nn.attention";
+  let description = [{
+    Given `grad`, the gradient of the result of
+    `nn.attention %query, %key, %value` with the same `causal` and `scale`,
+    computes the gradients with respect to the three operands. The
+    probabilities `P = softmax(q k^T * scale + mask)` are recomputed from
+    `query` and `key` with the forward op's end-aligned causal mask; then
+    `dV = P^T dO`, `dP = dO V^T`, `dS = P * (dP - rowsum(P * dP))`,
+    `dQ = scale * dS K` and `dK = scale * dS^T Q`. With grouped-query
+    attention the contributions of the query heads that share a key/value
+    head are summed into it. Rows that see no key (output 0) contribute
+    nothing.
+
+    Example:
+
+    ```mlir
+    %dq, %dk, %dv = nn.attention_grad %do, %q, %k, %v
+        : tensor<2x?x8x16xf32>, tensor<2x?x8x16xf32>, tensor<2x?x2x16xf32>,
+          tensor<2x?x2x16xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$grad, NN_FloatTensor:$query,
+      NN_FloatTensor:$key, NN_FloatTensor:$value,
+      DefaultValuedAttr<BoolAttr, "true">:$causal,
+      DefaultValuedAttr<F32Attr, "0.0">:$scale);
+  let results = (outs NN_FloatTensor:$query_grad, NN_FloatTensor:$key_grad,
+      NN_FloatTensor:$value_grad);
+  let assemblyFormat = [{
+    $grad `,` $query `,` $key `,` $value attr-dict `:` type($grad) `,`
+    type($query) `,` type($key) `,` type($value)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_CrossEntropyGradOp : NN_Op<"cross_entropy_grad",
+    [Pure, AllTypesMatch<["logits", "result"]>]> {
+  let summary = "gradient of nn.cross_entropy with respect to the logits";
+  let description = [{
+    Given `grad`, the 0-d gradient of the loss of
+    `nn.cross_entropy %logits, %targets (mask %mask)`, computes the gradient
+    with respect to `logits`:
+    `grad * mask / max(sum(mask), 1) * (softmax(logits) - onehot(target))`
+    at every position (mask 1 without `mask`). An all-zero mask gives zeros,
+    as the forward loss is then the constant 0. Targets are clamped into
+    `[0, vocab)` as in the forward lowering.
+
+    Example:
+
+    ```mlir
+    %dl = nn.cross_entropy_grad %g, %logits, %targets mask %m
+        : tensor<f32>, tensor<2x?x256xf32>, tensor<2x?xi32>, tensor<2x?xf32>
+    ```
+  }];
+  let arguments = (ins 0DTensorOf<[F32, F16, BF16]>:$grad,
+      NN_FloatTensor:$logits, NN_IdTensor:$targets,
+      Optional<NN_FloatTensor>:$mask);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = [{
+    $grad `,` $logits `,` $targets (`mask` $mask^)? attr-dict `:`
+    type($grad) `,` type($logits) `,` type($targets) (`,` type($mask)^)?
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // MOEC_NN_OPS

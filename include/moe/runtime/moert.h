@@ -76,7 +76,10 @@ typedef enum moe_status_code {
   MOE_STATUS_OUT_OF_MEMORY = 7,
   MOE_STATUS_UNSUPPORTED = 8, /* well-formed input this runtime cannot
                                  handle yet (Fortran-order npy, GPU models) */
-  MOE_STATUS_INTERNAL = 9
+  MOE_STATUS_INTERNAL = 9,
+  MOE_STATUS_NON_FINITE = 10 /* a NaN or infinity where training needs
+                                finite values: a gradient, a loss (see
+                                moert_train.h) */
 } moe_status_code;
 
 /* Code of a status; MOE_STATUS_OK for NULL. */
