@@ -75,7 +75,9 @@ def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
       using its plan are inferred again.
     - `mode=train` keeps the jitter and drops `eval_capacity_factor`.
 
-    It runs before or after `moe-decompose-layer`.
+    Functions marked `moe.training` (the `train_step` that `moe-autodiff`
+    builds) always get the training configuration. It runs before or after
+    `moe-decompose-layer`.
 
     Example (`mode=eval`):
 

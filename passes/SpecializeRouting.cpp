@@ -9,6 +9,7 @@
 #include "dialects/MoE/MoEDialect.h"
 #include "passes/Passes.h"
 
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "llvm/ADT/SetVector.h"
 
@@ -77,7 +78,6 @@ struct MoESpecializeRouting
           << mode << "'";
       return signalPassFailure();
     }
-    bool eval = mode == "eval";
     SmallVector<Operation *> ops;
     getOperation()->walk([&](Operation *op) {
       if (isa<GateOp, LayerOp, DispatchOp, ExpertChoiceOp>(op))
@@ -86,6 +86,9 @@ struct MoESpecializeRouting
     Builder builder(&getContext());
     FloatAttr noJitter = builder.getF32FloatAttr(0.0f);
     for (Operation *op : ops) {
+      // train_step (marked by moe-autodiff) trains whatever the mode.
+      auto fn = op->getParentOfType<FunctionOpInterface>();
+      bool eval = mode == "eval" && !(fn && fn->hasAttr(kTrainingAttr));
       LogicalResult result = success();
       if (auto gate = dyn_cast<GateOp>(op)) {
         if (eval) {
