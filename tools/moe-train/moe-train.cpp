@@ -72,6 +72,8 @@ state:
                           steps and at the end
   --checkpoint-every N    (default 100)
   --resume FILE           continue from a checkpoint (same data and flags)
+  --stop-after N          stop after step N as if interrupted (checkpoint,
+                          no final evaluation); --resume continues
   --save FILE             final parameters as safetensors
 reporting:
   --log FILE              metrics as JSON lines (one per step and evaluation)
@@ -105,6 +107,7 @@ struct Options {
   std::map<std::string, double> coefficients; // Overrides by input name.
   std::string params, checkpoint, resume, save, log;
   uint64_t seed = 0;
+  int64_t stopAfter = 0;
   int64_t checkpointEvery = 100, evalEvery = 0, evalExamples = 64,
           maxNewTokens = 48;
   int32_t threads = 0;
@@ -217,6 +220,8 @@ Options parseOptions(int argc, char **argv) {
       o.checkpointEvery = count(1);
     else if (flag == "--resume")
       o.resume = value;
+    else if (flag == "--stop-after")
+      o.stopAfter = count(1);
     else if (flag == "--save")
       o.save = value;
     else if (flag == "--log")
@@ -731,7 +736,8 @@ int Trainer::run() {
                        {"moe-train.data", o.data}});
   };
 
-  for (int64_t step = start + 1; step <= o.steps; ++step) {
+  int64_t last = o.stopAfter ? std::min(o.stopAfter, o.steps) : o.steps;
+  for (int64_t step = start + 1; step <= last; ++step) {
     std::map<std::string, double> sums;
     std::map<std::string, moert::Tensor> lastMetrics;
     double tokens = 0, targetTokens = 0;
@@ -804,8 +810,14 @@ int Trainer::run() {
     if (o.evalEvery && step % o.evalEvery == 0 && step != o.steps)
       evaluate(step);
   }
-  if (optimizer->stepCount() == o.steps && start < o.steps)
+  if (start < last)
     saveCheckpoint();
+  if (last < o.steps) {
+    std::fprintf(stderr, "stopped after step %" PRId64 " of %" PRId64 "%s\n",
+                 last, o.steps,
+                 o.checkpoint.empty() ? "" : "; --resume continues");
+    return 0;
+  }
   evaluate(o.steps);
   if (!o.save.empty())
     session.saveParameters(o.save);
