@@ -76,8 +76,8 @@ def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
     - `mode=train` keeps the jitter and drops `eval_capacity_factor`.
 
     Functions marked `moe.training` (the `train_step` that `moe-autodiff`
-    builds) are always specialised for training. The pass runs before or
-    after `moe-decompose-layer`.
+    builds) always get the training configuration. It runs before or after
+    `moe-decompose-layer`.
 
     Example (`mode=eval`):
 

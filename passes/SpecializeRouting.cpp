@@ -86,8 +86,7 @@ struct MoESpecializeRouting
     Builder builder(&getContext());
     FloatAttr noJitter = builder.getF32FloatAttr(0.0f);
     for (Operation *op : ops) {
-      // A training step built by moe-autodiff (`moe.training`) keeps the
-      // training routing, so one eval run serves a module with both.
+      // train_step (marked by moe-autodiff) trains whatever the mode.
       auto fn = op->getParentOfType<FunctionOpInterface>();
       bool eval = mode == "eval" && !(fn && fn->hasAttr(kTrainingAttr));
       LogicalResult result = success();

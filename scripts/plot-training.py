@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots a moe-train metrics log (JSON lines) as a PNG: the training loss
 (task loss, and the objective with router losses), the router losses, the
-held-out loss and exact match, and each MoE layer's share of tokens per
+loss and exact match of each evaluation set, and each MoE layer's share of tokens per
 expert over the run (a collapsed router shows as one expert's share
 approaching 1).
 
@@ -41,6 +41,13 @@ def series(records, key):
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def eval_sets(evals):
+    sets = {}
+    for record in evals:
+        sets.setdefault(record.get("eval_set", "eval"), []).append(record)
+    return sets
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("log")
@@ -59,8 +66,8 @@ def main():
     ax.plot(*series(steps, task_key), label="train task loss", lw=1)
     if task_key != "loss":
         ax.plot(*series(steps, "loss"), label="objective", lw=1, alpha=0.6)
-    if evals:
-        ax.plot(*series(evals, "eval_loss"), "o-", label="held-out loss")
+    for name, records in eval_sets(evals).items():
+        ax.plot(*series(records, "eval_loss"), "o-", label="%s loss" % name)
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats)")
     ax.set_title("loss")
@@ -79,11 +86,13 @@ def main():
     ax.set_xlabel("step")
     ax.set_title("learning rate")
     ax2 = axes[1][1]
+    for name, records in eval_sets(evals).items():
+        ax2.plot(*series(records, "exact_match"), "o-", label=name)
     if evals:
-        ax2.plot(*series(evals, "exact_match"), "o-")
         ax2.set_ylim(0, 1)
+        ax2.legend()
     ax2.set_xlabel("step")
-    ax2.set_title("held-out exact match")
+    ax2.set_title("exact match of greedy generations")
 
     for index, key in enumerate(loads):
         ax = axes[2 + index // 2][index % 2]

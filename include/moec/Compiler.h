@@ -22,7 +22,8 @@ namespace moec {
 enum class Phase {
   Import,    // parse and verify (MLIR text; ONNX and JSON later)
   Graph,     // decompose moe.layer, canonicalise, CSE
-  Autodiff,  // training builds: @forward -> @train_step (forward + backward)
+  Autodiff,  // training builds: @forward -> @train_step (forward + backward);
+             // every build: train or eval routing per entry point
   Lower,     // nn and moe ops -> linalg, tensor, scf, arith, math
   Bufferize, // tensors -> memrefs, deallocation
   Codegen,   // loops for the target CPU
@@ -41,6 +42,9 @@ enum class Mode {
 
 struct CompileOptions {
   Mode mode = Mode::Infer;
+  /// Routing of the entry points other than train_step: evaluation (no
+  /// jitter, eval capacity factors) unless set.
+  bool trainRouting = false;
   /// Train mode: parameter groups or name globs that get no gradient.
   std::vector<std::string> freeze;
   /// Train mode: default weights of the router losses in the objective.
@@ -55,9 +59,11 @@ struct CompileOptions {
 /// Registers every dialect the compiler reads or produces.
 void registerCompilerDialects(mlir::DialectRegistry &registry);
 
-/// Runs the phases from the one after Import up to and including `last`.
+/// Runs the phases from `first` (default: the one after Import) up to and
+/// including `last`.
 mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase last,
-                              const CompileOptions &options);
+                              const CompileOptions &options,
+                              Phase first = Phase::Graph);
 
 enum class OutputKind { LLVMIR, Object, SharedLibrary };
 

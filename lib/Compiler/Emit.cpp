@@ -152,21 +152,26 @@ LogicalResult writeAtomically(ModuleOp module, StringRef path,
 LogicalResult compileModule(ModuleOp module, OutputKind kind,
                             StringRef outputPath,
                             const CompileOptions &options) {
-  FailureOr<SmallVector<EntrySignature>> entries = collectSignatures(module);
-  if (failed(entries))
-    return failure();
   FailureOr<std::unique_ptr<llvm::TargetMachine>> machine =
       createTargetMachine(module, options.cpu);
   if (failed(machine))
     return failure();
-  if (failed(runPhases(module, Phase::LLVM, options)))
+  // The signature is read once the entry points are final (autodiff adds
+  // train_step) and while they still take tensors.
+  if (failed(runPhases(module, Phase::Autodiff, options)))
+    return failure();
+  FailureOr<SmallVector<EntrySignature>> entries = collectSignatures(module);
+  if (failed(entries))
+    return failure();
+  if (failed(runPhases(module, Phase::LLVM, options, Phase::Lower)))
     return failure();
 
   // The moe.* argument attributes have done their job (the signature); LLVM
   // IR has no place for them.
   module.walk([](FunctionOpInterface fn) {
     for (unsigned i = 0; i < fn.getNumArguments(); ++i)
-      for (StringRef name : {moe::kNameAttr, moe::kRoleAttr, moe::kDimsAttr})
+      for (StringRef name : {moe::kNameAttr, moe::kRoleAttr, moe::kDimsAttr,
+                             moe::kDefaultAttr, moe::kGroupsAttr})
         fn.removeArgAttr(i, name);
     for (unsigned i = 0; i < fn.getNumResults(); ++i)
       for (StringRef name : {moe::kNameAttr, moe::kRoleAttr, moe::kDimsAttr})

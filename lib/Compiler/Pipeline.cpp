@@ -78,15 +78,20 @@ void markEntryArgumentsReadOnly(ModuleOp module) {
 
 /// Training builds differentiate @forward into @train_step; the options
 /// (globs may contain commas) go to the pass directly, not through a
-/// textual pipeline.
+/// textual pipeline. Then every entry point keeps one routing
+/// configuration: train_step the training one, the others evaluation unless
+/// asked otherwise.
 void addAutodiffPasses(PassManager &pm, const CompileOptions &options) {
-  if (options.mode != Mode::Train)
-    return;
-  MoEAutodiffOptions autodiff;
-  autodiff.freeze.assign(options.freeze.begin(), options.freeze.end());
-  autodiff.auxLossCoef = options.auxLossCoef;
-  autodiff.zLossCoef = options.zLossCoef;
-  pm.addPass(createMoEAutodiff(autodiff));
+  if (options.mode == Mode::Train) {
+    MoEAutodiffOptions autodiff;
+    autodiff.freeze.assign(options.freeze.begin(), options.freeze.end());
+    autodiff.auxLossCoef = options.auxLossCoef;
+    autodiff.zLossCoef = options.zLossCoef;
+    pm.addPass(createMoEAutodiff(autodiff));
+  }
+  MoESpecializeRoutingOptions routing;
+  routing.mode = options.trainRouting ? "train" : "eval";
+  pm.addPass(createMoESpecializeRouting(routing));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
@@ -117,7 +122,7 @@ void registerCompilerDialects(DialectRegistry &registry) {
 }
 
 LogicalResult runPhases(ModuleOp module, Phase last,
-                        const CompileOptions &options) {
+                        const CompileOptions &options, Phase first) {
   // Registration is idempotent; the textual pipelines need the passes.
   static const bool registered = [] {
     registerAllPasses();
@@ -129,6 +134,8 @@ LogicalResult runPhases(ModuleOp module, Phase last,
   for (const PhaseInfo &info : kPhases) {
     if (info.phase > last)
       break;
+    if (info.phase < first)
+      continue;
     PassManager pm(module.getContext());
     // A plain pass list parses into the module-anchored manager (a
     // builtin.module(...) wrapper here would nest and silently run nothing).

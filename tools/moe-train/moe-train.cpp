@@ -41,6 +41,7 @@ entry points train_step and, for evaluation, forward).
 data:
   --data FILE             training records (JSONL: instruction/input/output)
   --eval FILE             held-out records: loss and exact-match accuracy
+                          (repeatable: each file is reported by its name)
   --template TEXT         prompt template with {instruction} and {input}
   --tokenizer byte|FILE   byte-level (default) or a SentencePiece .model
   --train-tokenizer FILE  train a SentencePiece model on --data, save it to
@@ -72,6 +73,8 @@ state:
                           steps and at the end
   --checkpoint-every N    (default 100)
   --resume FILE           continue from a checkpoint (same data and flags)
+  --stop-after N          stop after step N as if interrupted (checkpoint,
+                          no final evaluation); --resume continues
   --save FILE             final parameters as safetensors
 reporting:
   --log FILE              metrics as JSON lines (one per step and evaluation)
@@ -92,7 +95,8 @@ const char *const kGroups[] = {"router",    "experts", "shared_experts",
                                "head"};
 
 struct Options {
-  std::string model, data, eval, templateText, tokenizer = "byte",
+  std::vector<std::string> evals;
+  std::string model, data, templateText, tokenizer = "byte",
                                                trainTokenizer;
   int32_t vocabSize = 256;
   int64_t seqLen = 128;
@@ -105,6 +109,7 @@ struct Options {
   std::map<std::string, double> coefficients; // Overrides by input name.
   std::string params, checkpoint, resume, save, log;
   uint64_t seed = 0;
+  int64_t stopAfter = 0;
   int64_t checkpointEvery = 100, evalEvery = 0, evalExamples = 64,
           maxNewTokens = 48;
   int32_t threads = 0;
@@ -160,7 +165,7 @@ Options parseOptions(int argc, char **argv) {
     if (flag == "--data")
       o.data = value;
     else if (flag == "--eval")
-      o.eval = value;
+      o.evals.push_back(value);
     else if (flag == "--template") {
       o.templateText = value;
       o.hasTemplate = true;
@@ -217,6 +222,8 @@ Options parseOptions(int argc, char **argv) {
       o.checkpointEvery = count(1);
     else if (flag == "--resume")
       o.resume = value;
+    else if (flag == "--stop-after")
+      o.stopAfter = count(1);
     else if (flag == "--save")
       o.save = value;
     else if (flag == "--log")
@@ -371,7 +378,8 @@ private:
   moert::Session session{nullptr};
   moert::Tokenizer tokenizer{nullptr};
   std::unique_ptr<moert::Optimizer> optimizer;
-  moert::Dataset trainData{nullptr}, evalData{nullptr};
+  moert::Dataset trainData{nullptr};
+  std::vector<std::pair<std::string, moert::Dataset>> evalSets;
   int64_t batchSize = 0, seqLen = 0, vocab = 0;
   bool dynamicSeq = false;
   std::ofstream log;
@@ -387,7 +395,10 @@ private:
   std::vector<std::string> frozenGlobs();
   moert::Batcher makeBatcher(const moert::Dataset &data, bool training);
   void evaluate(int64_t step);
-  std::vector<std::string> generate(const std::vector<int64_t> &records);
+  void evaluateSet(int64_t step, const std::string &name,
+                   const moert::Dataset &data);
+  std::vector<std::string> generate(const moert::Dataset &data,
+                                    const std::vector<int64_t> &records);
   void writeLog(const std::string &line) {
     if (log.is_open()) {
       log << line << '\n';
@@ -532,7 +543,8 @@ moert::Batcher Trainer::makeBatcher(const moert::Dataset &data,
 }
 
 std::vector<std::string>
-Trainer::generate(const std::vector<int64_t> &records) {
+Trainer::generate(const moert::Dataset &data,
+                  const std::vector<int64_t> &records) {
   ExtraInputs extras = extraInputs("forward");
   int32_t eos = tokenizer.eosId();
   std::vector<std::string> outputs;
@@ -542,7 +554,7 @@ Trainer::generate(const std::vector<int64_t> &records) {
     std::vector<size_t> promptLength(rows);
     std::vector<bool> done(rows, false);
     for (size_t r = 0; r < rows; ++r) {
-      ids[r] = tokenizer.encodePrompt(evalData, records[first + r],
+      ids[r] = tokenizer.encodePrompt(data, records[first + r],
                                       promptTemplate());
       promptLength[r] = ids[r].size();
       done[r] = ids[r].empty() || static_cast<int64_t>(ids[r].size()) >= seqLen;
@@ -597,8 +609,14 @@ Trainer::generate(const std::vector<int64_t> &records) {
 }
 
 void Trainer::evaluate(int64_t step) {
-  if (!evalData.get() || !model.hasEntry("forward"))
+  if (!model.hasEntry("forward"))
     return;
+  for (const auto &[name, data] : evalSets)
+    evaluateSet(step, name, data);
+}
+
+void Trainer::evaluateSet(int64_t step, const std::string &name,
+                          const moert::Dataset &evalData) {
   ExtraInputs extras = extraInputs("forward");
   // Loss over the whole held-out set, weighted by target tokens.
   moert::Batcher batcher = makeBatcher(evalData, /*training=*/false);
@@ -621,7 +639,7 @@ void Trainer::evaluate(int64_t step) {
   std::vector<int64_t> records;
   for (int64_t i = 0; i < count; ++i)
     records.push_back(i * total / count);
-  std::vector<std::string> outputs = generate(records);
+  std::vector<std::string> outputs = generate(evalData, records);
   std::map<std::string, std::pair<int64_t, int64_t>> byTask;
   int64_t correct = 0;
   std::string samples = "[";
@@ -650,10 +668,11 @@ void Trainer::evaluate(int64_t step) {
   if (progress)
     progress->interrupt();
   std::fprintf(stderr,
-               "eval @ step %" PRId64 ": loss %.4f, exact match %" PRId64
+               "eval %s @ step %" PRId64 ": loss %.4f, exact match %" PRId64
                "/%" PRId64 " (%.1f%%)\n",
-               step, loss, correct, count, 100 * accuracy);
+               name.c_str(), step, loss, correct, count, 100 * accuracy);
   writeLog("{\"eval\":true,\"step\":" + std::to_string(step) +
+           ",\"eval_set\":" + jsonString(name) +
            ",\"eval_loss\":" + jsonNumber(loss) +
            ",\"exact_match\":" + jsonNumber(accuracy) +
            ",\"examples\":" + std::to_string(count) +
@@ -665,8 +684,12 @@ int Trainer::run() {
   model = moert::Model::load(o.model);
   session = moert::Session(model, o.threads);
   trainData = moert::Dataset::readJsonl(o.data);
-  if (!o.eval.empty())
-    evalData = moert::Dataset::readJsonl(o.eval);
+  for (const std::string &path : o.evals) {
+    // Reported by file name without directory and extension.
+    std::string name = path.substr(path.find_last_of('/') + 1);
+    name = name.substr(0, name.find('.'));
+    evalSets.emplace_back(name, moert::Dataset::readJsonl(path));
+  }
   if (!o.trainTokenizer.empty()) {
     moert::Tokenizer::trainSentencePiece(trainData, o.trainTokenizer,
                                          "unigram", o.vocabSize,
@@ -731,7 +754,8 @@ int Trainer::run() {
                        {"moe-train.data", o.data}});
   };
 
-  for (int64_t step = start + 1; step <= o.steps; ++step) {
+  int64_t last = o.stopAfter ? std::min(o.stopAfter, o.steps) : o.steps;
+  for (int64_t step = start + 1; step <= last; ++step) {
     std::map<std::string, double> sums;
     std::map<std::string, moert::Tensor> lastMetrics;
     double tokens = 0, targetTokens = 0;
@@ -804,8 +828,14 @@ int Trainer::run() {
     if (o.evalEvery && step % o.evalEvery == 0 && step != o.steps)
       evaluate(step);
   }
-  if (optimizer->stepCount() == o.steps && start < o.steps)
+  if (start < last)
     saveCheckpoint();
+  if (last < o.steps) {
+    std::fprintf(stderr, "stopped after step %" PRId64 " of %" PRId64 "%s\n",
+                 last, o.steps,
+                 o.checkpoint.empty() ? "" : "; --resume continues");
+    return 0;
+  }
   evaluate(o.steps);
   if (!o.save.empty())
     session.saveParameters(o.save);

@@ -46,6 +46,12 @@ static cl::opt<std::string>
          cl::desc("infer: compile the entry points as written; train: also "
                   "emit train_step (forward, loss, backward, gradients)"),
          cl::init("infer"));
+static cl::opt<std::string> routing(
+    "routing",
+    cl::desc("Routing of forward and the other entry points: eval (no "
+             "router jitter, eval capacity factors) or train; train_step "
+             "always trains"),
+    cl::init("eval"));
 static cl::list<std::string>
     freeze("freeze",
            cl::desc("Train mode: parameter groups (router, experts, "
@@ -117,6 +123,12 @@ static int run() {
                     "need --mode=train\n";
     return 1;
   }
+  if (routing != "eval" && routing != "train") {
+    llvm::errs() << "moec: unknown --routing=" << routing
+                 << "; expected eval or train\n";
+    return 1;
+  }
+  options.trainRouting = routing == "train";
   options.freeze.assign(freeze.begin(), freeze.end());
   options.auxLossCoef = auxLossCoef;
   options.zLossCoef = zLossCoef;
