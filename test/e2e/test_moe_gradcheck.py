@@ -17,8 +17,6 @@ meaningless (other seeds hit an expert-choice flip and a ReLU kink, with
 errors of 1.1 and 0.4); the seed is fixed to one without. The exact checks (float64 central differences) are in
 test/reference/test_moe_grad_reference.py.
 """
-import subprocess
-
 import numpy as np
 import pytest
 
@@ -45,34 +43,11 @@ def forward(args, body, results):
         ", ".join(args), outs, body, ret, types)
 
 
-@pytest.fixture
-def compile_train(compile_model, moec_path, tmp_path):
-    """compile_train(text) -> a model with `train_step`."""
-    def compile_(text):
-        model = compile_model(text, flags=("--mode=train",))
-        if "train_step" in model.entries:
-            return model
-        # `moec --mode=train -o` collects the ABI signatures before
-        # moe-autodiff adds @train_step (lib/Compiler/Emit.cpp), so the
-        # library lacks it: compile the autodiff phase's IR instead.
-        source = tmp_path / "forward.mlir"
-        source.write_text(text)
-        proc = subprocess.run(
-            [str(moec_path), str(source), "--mode=train",
-             "--compile-to=autodiff"], capture_output=True, text=True,
-            timeout=600)
-        assert proc.returncode == 0, proc.stderr
-        model = compile_model(proc.stdout)
-        assert "train_step" in model.entries
-        return model
-    return compile_
-
-
-def run_check(compile_train, report, key, text, inputs, params,
+def run_check(compile_model, report, key, text, inputs, params,
               expected=None):
     """Gradchecks train_step; `expected` names the parameters that must get
     a gradient (all by default)."""
-    model = compile_train(text)
+    model = compile_model(text, flags=("--mode=train",))
     errors = gradcheck.check(model, inputs, params, h=H, rtol=RTOL, atol=ATOL)
     expected = set(params) if expected is None else expected
     assert set(errors) == expected, (sorted(errors), sorted(expected))
@@ -97,7 +72,7 @@ LAYERS = {
 
 @pytest.mark.parametrize("loss", ["output", "aux_loss", "z_loss"])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer(compile_train, numerics_report, name, loss):
+def test_layer(compile_model, numerics_report, name, loss):
     attrs, activation, extras = LAYERS[name]
     T, D, E, F = 6, 5, 4, 7
     gated = activation in ("swiglu", "geglu")
@@ -168,13 +143,13 @@ def test_layer(compile_train, numerics_report, name, loss):
     router = ("wg", "rb", "sb") if loss == "aux_loss" else ("wg", "rb")
     expected = set(params) if loss == "output" else \
         {k for k in params if k in router}
-    run_check(compile_train, numerics_report, "%s %s" % (name, loss),
+    run_check(compile_model, numerics_report, "%s %s" % (name, loss),
               forward(args, body, [("loss", value)]), inputs, params,
               expected)
 
 
 @pytest.mark.parametrize("loss", ["aux_loss", "z_loss"])
-def test_gate_and_losses(compile_train, numerics_report, loss):
+def test_gate_and_losses(compile_model, numerics_report, loss):
     """moe.gate with bias and jitter, then a router loss of a token-choice
     routing as the objective."""
     T, D, E, k = 7, 6, 5, 2
@@ -196,5 +171,5 @@ def test_gate_and_losses(compile_train, numerics_report, loss):
                 ttype([T, D]), ttype([D, E]), ttype([E]), k, lt, lt,
                 ttype([T, k], "i32"), lt))
     value = "%aux" if loss == "aux_loss" else "%z"
-    run_check(compile_train, numerics_report, "gate " + loss,
+    run_check(compile_model, numerics_report, "gate " + loss,
               forward(args, body, [("loss", value)]), inputs, params)
