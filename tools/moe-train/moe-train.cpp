@@ -384,6 +384,7 @@ private:
   bool dynamicSeq = false;
   std::ofstream log;
   Progress *progress = nullptr;
+  double evalSeconds = 0; // Kept out of the training throughput.
 
   const char *promptTemplate() const {
     return o.hasTemplate ? o.templateText.c_str() : nullptr;
@@ -611,8 +612,12 @@ Trainer::generate(const moert::Dataset &data,
 void Trainer::evaluate(int64_t step) {
   if (!model.hasEntry("forward"))
     return;
+  auto begin = std::chrono::steady_clock::now();
   for (const auto &[name, data] : evalSets)
     evaluateSet(step, name, data);
+  evalSeconds += std::chrono::duration<double>(
+                     std::chrono::steady_clock::now() - begin)
+                     .count();
 }
 
 void Trainer::evaluateSet(int64_t step, const std::string &name,
@@ -799,7 +804,7 @@ int Trainer::run() {
     double elapsed = std::chrono::duration<double>(
                          std::chrono::steady_clock::now() - begin)
                          .count();
-    double tokensPerSecond = tokensSeen / elapsed;
+    double tokensPerSecond = tokensSeen / (elapsed - evalSeconds);
     double eta = elapsed / (step - start) * (o.steps - step);
 
     std::string line = "{\"step\":" + std::to_string(step);
