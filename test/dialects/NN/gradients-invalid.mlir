@@ -115,7 +115,7 @@ func.func @embedding_grad_rank(%g: tensor<?x64xf32>, %ids: tensor<2x?xi32>, %t: 
 // -----
 
 func.func @embedding_grad_positions(%g: tensor<3x?x64xf32>, %ids: tensor<2x?xi32>, %t: tensor<256x64xf32>) {
-  // expected-error @+1 {{'nn.embedding_grad' op 'grad' dimension 0 (3) must equal the shape of 'ids' (2); 'grad' has shape 3x?x64}}
+  // expected-error @+1 {{'nn.embedding_grad' op 'grad' dimension 0 (3) must equal the matching extent of 'ids' (2); 'grad' has shape 3x?x64}}
   %0 = nn.embedding_grad %g, %ids, %t : tensor<3x?x64xf32>, tensor<2x?xi32>, tensor<256x64xf32>
   return
 }
