@@ -4,7 +4,8 @@
 // per-op code lives in passes/MoELowering/ (Routing.cpp: gate,
 // token_choice, expert_choice, dispatch; Experts.cpp: permute, expert_ffn,
 // combine, shared_expert; Metrics.cpp: load_balancing_loss, z_loss,
-// routing_stats; Emit.h: IR-building helpers). A `moe.layer` left over is an
+// routing_stats; Gradients.cpp: the backward ops `moe.*_grad`; Emit.h:
+// IR-building helpers). A `moe.layer` left over is an
 // error: run `moe-decompose-layer` first.
 //
 // Design
@@ -156,6 +157,26 @@ SmallVector<Value> lowerOp(IB &b, Operation *op) {
       .Case([&](moec::moe::ZLossOp o) { return lowerZLoss(b, o); })
       .Case(
           [&](moec::moe::RoutingStatsOp o) { return lowerRoutingStats(b, o); })
+      .Case([&](moec::moe::GateGradOp o) { return lowerGateGrad(b, o); })
+      .Case([&](moec::moe::TokenChoiceGradOp o) {
+        return lowerTokenChoiceGrad(b, o);
+      })
+      .Case([&](moec::moe::ExpertChoiceGradOp o) {
+        return lowerExpertChoiceGrad(b, o);
+      })
+      .Case(
+          [&](moec::moe::DispatchGradOp o) { return lowerDispatchGrad(b, o); })
+      .Case([&](moec::moe::ExpertFFNGradOp o) {
+        return lowerExpertFFNGrad(b, o);
+      })
+      .Case([&](moec::moe::CombineGradOp o) { return lowerCombineGrad(b, o); })
+      .Case([&](moec::moe::SharedExpertGradOp o) {
+        return lowerSharedExpertGrad(b, o);
+      })
+      .Case([&](moec::moe::LoadBalancingLossGradOp o) {
+        return lowerLoadBalancingLossGrad(b, o);
+      })
+      .Case([&](moec::moe::ZLossGradOp o) { return lowerZLossGrad(b, o); })
       .Default([](Operation *) { return SmallVector<Value>(); });
 }
 

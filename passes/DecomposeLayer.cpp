@@ -51,7 +51,7 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
     auto dispatch = DispatchOp::create(
         rewriter, loc, choice.getIndices(), choice.getWeights(),
         rewriter.getI64IntegerAttr(experts), layer.getCapacityFactorAttr(),
-        layer.getBatchPrioritizedAttr());
+        layer.getBatchPrioritizedAttr(), layer.getEvalCapacityFactorAttr());
     rowToken = dispatch.getRowToken();
     rowWeight = dispatch.getRowWeight();
     offsets = dispatch.getOffsets();
@@ -63,7 +63,8 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
     dropped = stats.getDropped();
   } else {
     auto choice = ExpertChoiceOp::create(rewriter, loc, logits,
-                                         layer.getCapacityFactorAttr());
+                                         layer.getCapacityFactorAttr(),
+                                         layer.getEvalCapacityFactorAttr());
     rowToken = choice.getRowToken();
     rowWeight = choice.getRowWeight();
     offsets = choice.getOffsets();

@@ -57,6 +57,52 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   ];
 }
 
+def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
+  let summary = "keep the training or the evaluation routing configuration";
+  let description = [{
+    Switch Transformer and GShard route differently in training and in
+    evaluation: multiplicative router jitter is a training regulariser, and
+    evaluation uses its own (usually larger) capacity factor. `moe.gate` and
+    `moe.layer` carry the jitter (`seed`, `jitter_eps`); `moe.dispatch`,
+    `moe.expert_choice` and `moe.layer` may carry an
+    `eval_capacity_factor` next to `capacity_factor`. This pass keeps one
+    configuration:
+
+    - `mode=eval` removes the jitter (the `seed` operand and `jitter_eps`)
+      from gates and layers and makes `eval_capacity_factor`, where given,
+      the `capacity_factor`. A new capacity changes the row count of a
+      static row plan: the result types of the routing op and of the ops
+      using its plan are inferred again.
+    - `mode=train` keeps the jitter and drops `eval_capacity_factor`.
+
+    It runs before or after `moe-decompose-layer`.
+
+    Example (`mode=eval`):
+
+    ```mlir
+    %l = moe.gate %x, %w seed %s {jitter_eps = 0.01 : f32}
+        : tensor<?x64xf32>, tensor<64x8xf32>
+    %rt, %rw, %off = moe.dispatch %idx, %wts {num_experts = 8 : i64,
+        capacity_factor = 1.0 : f64, eval_capacity_factor = 2.0 : f64}
+        : tensor<?x1xi32>, tensor<?x1xf32>
+    ```
+
+    becomes
+
+    ```mlir
+    %l = moe.gate %x, %w : tensor<?x64xf32>, tensor<64x8xf32>
+    %rt, %rw, %off = moe.dispatch %idx, %wts {num_experts = 8 : i64,
+        capacity_factor = 2.0 : f64} : tensor<?x1xi32>, tensor<?x1xf32>
+    ```
+  }];
+  let options = [
+    Option<"mode", "mode", "std::string", /*default=*/"\"train\"",
+           "the routing to keep: 'train' (jitter, training capacity) or "
+           "'eval' (no jitter, eval_capacity_factor)">
+  ];
+  let dependentDialects = ["::moec::moe::MoEDialect"];
+}
+
 def MoEAutodiff : Pass<"moe-autodiff", "::mlir::ModuleOp"> {
   let summary = "reverse-mode differentiation of @forward into @train_step";
   let description = [{

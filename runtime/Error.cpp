@@ -2,6 +2,7 @@
 
 #include "Error.h"
 
+#include <algorithm>
 #include <cstring>
 
 struct moe_status {
@@ -29,6 +30,16 @@ void requireArg(const void *pointer, const char *function,
   if (!pointer)
     fail(MOE_STATUS_INVALID_ARGUMENT, "{}: argument '{}' is NULL", function,
          argument);
+}
+
+std::string joinNames(const std::vector<std::string> &names) {
+  constexpr size_t shown = 8;
+  std::vector<std::string> head(names.begin(),
+                                names.begin() + std::min(names.size(), shown));
+  return fmt::format("{}{}", fmt::join(head, ", "),
+                     names.size() > shown
+                         ? fmt::format(" and {} more", names.size() - shown)
+                         : "");
 }
 
 std::string errnoMessage(int err) {
@@ -76,6 +87,8 @@ const char *moe_status_code_name(moe_status_code code) {
     return "unsupported";
   case MOE_STATUS_INTERNAL:
     return "internal error";
+  case MOE_STATUS_NON_FINITE:
+    return "non-finite value";
   }
   return "unknown";
 }

@@ -15,6 +15,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace moert::detail {
 
@@ -54,6 +55,9 @@ template <typename Body> moe_status *guard(Body &&body) noexcept {
 /// Fails with INVALID_ARGUMENT when a required pointer argument is NULL.
 void requireArg(const void *pointer, const char *function,
                 const char *argument);
+
+/// "a, b, c" for messages: at most eight names, then "and N more".
+std::string joinNames(const std::vector<std::string> &names);
 
 /// strerror(err), thread-safe.
 std::string errnoMessage(int err);

@@ -5,8 +5,10 @@
 #include "DType.h"
 #include "Error.h"
 #include "File.h"
+#include "Json.h"
 #include "Tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <dlfcn.h>
 #include <elf.h>
@@ -170,9 +172,69 @@ public:
     for (int32_t e = 0; e < abi.num_entries; ++e)
       readEntry(abi.entries[e], e);
     checkSharedState();
+    if (!model.signatureJson.empty())
+      readSignatureExtras();
   }
 
 private:
+  /// Takes what the ABI tables do not carry (input defaults, parameter
+  /// groups) from the JSON signature.
+  void readSignatureExtras() {
+    json::Value signature;
+    try {
+      signature = json::parse(model.signatureJson, "its signature JSON");
+    } catch (const Error &error) {
+      invalid(error.what());
+    }
+    // Only moec's schema carries extras; other producers may put anything
+    // there.
+    const json::Value *entries = signature.find("entries");
+    if (!entries || entries->kind != json::Value::Array)
+      return;
+    for (const json::Value &jsonEntry : entries->array) {
+      const json::Value *name = jsonEntry.find("name");
+      const json::Value *args = jsonEntry.find("args");
+      if (!name || name->kind != json::Value::String || !args ||
+          args->kind != json::Value::Array)
+        continue;
+      auto entry = std::find_if(
+          model.entries.begin(), model.entries.end(),
+          [&](const EntryDesc &e) { return e.name == name->string; });
+      if (entry == model.entries.end())
+        continue;
+      for (const json::Value &jsonArg : args->array) {
+        const json::Value *argName = jsonArg.find("name");
+        if (!argName || argName->kind != json::Value::String)
+          continue;
+        auto arg = std::find_if(
+            entry->args.begin(), entry->args.end(),
+            [&](const ArgDesc &a) { return a.name == argName->string; });
+        if (arg == entry->args.end())
+          continue;
+        if (const json::Value *value = jsonArg.find("default")) {
+          if (value->kind != json::Value::Number)
+            invalid(fmt::format("the default of argument '{}' of '{}' is "
+                                "not a number",
+                                arg->name, entry->name));
+          arg->defaultValue = value->number;
+        }
+        if (const json::Value *groups = jsonArg.find("groups")) {
+          if (groups->kind != json::Value::Array)
+            invalid(fmt::format("the groups of argument '{}' of '{}' are "
+                                "not an array",
+                                arg->name, entry->name));
+          for (const json::Value &group : groups->array) {
+            if (group.kind != json::Value::String)
+              invalid(fmt::format("a group of argument '{}' of '{}' is not "
+                                  "a string",
+                                  arg->name, entry->name));
+            arg->groups.push_back(group.string);
+          }
+        }
+      }
+    }
+  }
+
   [[noreturn]] void invalid(const std::string &problem) {
     fail(MOE_STATUS_INCOMPATIBLE_MODEL, "model '{}' has invalid ABI tables: {}",
          model.path, problem);
@@ -404,6 +466,32 @@ const moe_arg_info *moe_model_arg(const moe_model *model, int32_t entry,
   if (arg < 0 || arg >= moe_model_num_args(model, entry))
     return nullptr;
   return &model->entries[entry].args[arg].info;
+}
+
+int moe_model_arg_default(const moe_model *model, int32_t entry, int32_t arg,
+                          double *value) {
+  if (arg < 0 || arg >= moe_model_num_args(model, entry) || !value)
+    return 0;
+  const std::optional<double> &given =
+      model->entries[entry].args[arg].defaultValue;
+  if (!given)
+    return 0;
+  *value = *given;
+  return 1;
+}
+
+int32_t moe_model_arg_num_groups(const moe_model *model, int32_t entry,
+                                 int32_t arg) {
+  if (arg < 0 || arg >= moe_model_num_args(model, entry))
+    return 0;
+  return static_cast<int32_t>(model->entries[entry].args[arg].groups.size());
+}
+
+const char *moe_model_arg_group(const moe_model *model, int32_t entry,
+                                int32_t arg, int32_t group) {
+  if (group < 0 || group >= moe_model_arg_num_groups(model, entry, arg))
+    return nullptr;
+  return model->entries[entry].args[arg].groups[group].c_str();
 }
 
 } // extern "C"

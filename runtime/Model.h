@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,10 @@ struct ArgDesc {
   std::vector<std::string> dimNames; // "" for none.
   std::vector<const char *> dimNamePointers;
   moe_arg_info info; // Points into the fields above.
+  /// From the signature JSON: an input's default value, a parameter's
+  /// groups.
+  std::optional<double> defaultValue;
+  std::vector<std::string> groups;
 
   /// Whether the model fills this argument (output, metric, gradient).
   bool produced() const;

@@ -120,13 +120,28 @@ Entry readEntry(const std::string &name, const json::Value &value,
   return entry;
 }
 
-void checkMetadata(const json::Value &value, const std::string &what) {
+Metadata readMetadata(const json::Value &value, const std::string &what) {
   bool valid = value.kind == json::Value::Object;
-  for (const auto &member : value.object)
+  Metadata metadata;
+  for (const auto &member : value.object) {
     valid = valid && member.second.kind == json::Value::String;
+    metadata.emplace_back(member.first, member.second.string);
+  }
   if (!valid)
     fail(MOE_STATUS_INVALID_FILE,
          "{}: '__metadata__' must map strings to strings", what);
+  return metadata;
+}
+
+/// Fails unless `text` is UTF-8, which the reader insists on.
+void checkUtf8(const std::string &text, const std::string &path) {
+  try {
+    json::parse(json::quote(text), "metadata");
+  } catch (const Error &) {
+    fail(MOE_STATUS_INVALID_ARGUMENT,
+         "cannot write safetensors file '{}': metadata {} is not valid UTF-8",
+         path, json::quote(text));
+  }
 }
 
 } // namespace
@@ -158,7 +173,7 @@ Reader::Reader(const std::string &path)
   uint64_t dataSize = file.size() - 8 - headerSize;
   for (const auto &[name, value] : root.object) {
     if (name == "__metadata__") {
-      checkMetadata(value, what);
+      meta = readMetadata(value, what);
       continue;
     }
     if (name.empty())
@@ -201,7 +216,8 @@ TensorRef Reader::load(const Entry &entry) const {
 
 void write(
     const std::string &path,
-    const std::vector<std::pair<std::string, const moe_tensor *>> &tensors) {
+    const std::vector<std::pair<std::string, const moe_tensor *>> &tensors,
+    const Metadata &metadata) {
   // Widest elements first: with the header padded to 8 bytes, every tensor
   // starts aligned to its element size.
   std::vector<size_t> order(tensors.size());
@@ -210,7 +226,18 @@ void write(
     return moe_dtype_size(tensors[a].second->dtype) >
            moe_dtype_size(tensors[b].second->dtype);
   });
-  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
+  std::string header = "{\"__metadata__\":{\"format\":\"pt\"";
+  for (const auto &[key, value] : metadata) {
+    if (key == "format")
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "cannot write safetensors file '{}': the metadata key 'format' is "
+           "reserved",
+           path);
+    for (const std::string *text : {&key, &value})
+      checkUtf8(*text, path);
+    header += fmt::format(",{}:{}", json::quote(key), json::quote(value));
+  }
+  header += '}';
   uint64_t offset = 0;
   for (size_t i : order) {
     const auto &[name, tensor] = tensors[i];

@@ -21,6 +21,9 @@
 
 namespace moert::detail::safetensors {
 
+/// `__metadata__`: string keys and values.
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
 struct Entry {
   std::string name;
   std::string dtypeName;          // As in the file: "F32", "U16", ...
@@ -39,6 +42,8 @@ public:
   const std::string &path() const { return filePath; }
   const std::vector<Entry> &entries() const { return list; }
   const Entry *find(std::string_view name) const;
+  /// The `__metadata__` map, in file order.
+  const Metadata &metadata() const { return meta; }
   /// An owned copy of the tensor's data.
   TensorRef load(const Entry &entry) const;
 
@@ -47,14 +52,17 @@ private:
   MappedFile file;
   std::vector<Entry> list;
   std::unordered_map<std::string, size_t> index;
+  Metadata meta;
   const uint8_t *data = nullptr;
 };
 
 /// Writes the tensors, in a layout that keeps every tensor aligned to its
-/// element size, atomically.
+/// element size, atomically. `metadata` joins `"format": "pt"` in
+/// `__metadata__`.
 void write(
     const std::string &path,
-    const std::vector<std::pair<std::string, const moe_tensor *>> &tensors);
+    const std::vector<std::pair<std::string, const moe_tensor *>> &tensors,
+    const Metadata &metadata = {});
 
 } // namespace moert::detail::safetensors
 

@@ -1,12 +1,11 @@
 //===- Session.cpp - Parameters, runtime services and runs ----------------===//
 
+#include "Session.h"
 #include "DType.h"
 #include "Error.h"
 #include "Model.h"
 #include "Random.h"
 #include "Safetensors.h"
-#include "Tensor.h"
-#include "ThreadPool.h"
 
 #include <algorithm>
 #include <cctype>
@@ -14,38 +13,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <shared_mutex>
 #include <unordered_map>
 
 using namespace moert::detail;
-
-namespace {
-
-/// A parameter or optimizer-state tensor the session holds.
-struct StateSlot {
-  const ArgDesc *decl;
-  TensorRef value;
-  bool initialized;
-};
-
-} // namespace
-
-struct moe_session {
-  std::atomic<int32_t> refs{1};
-  ModelRef model;
-  std::unique_ptr<ThreadPool> pool;
-  // Runs hold it shared (exclusive when they update optimizer state);
-  // changing a parameter holds it exclusive.
-  std::shared_mutex mutex;
-  std::vector<StateSlot> states; // The list is fixed; values change.
-
-  StateSlot *findState(std::string_view name) {
-    for (StateSlot &slot : states)
-      if (slot.decl->name == name)
-        return &slot;
-    return nullptr;
-  }
-};
 
 namespace {
 
@@ -441,16 +411,6 @@ TensorRef initialValue(const ArgDesc &decl, uint64_t seed) {
   return value;
 }
 
-std::string joinNames(const std::vector<std::string> &names) {
-  constexpr size_t shown = 8;
-  std::vector<std::string> head(names.begin(),
-                                names.begin() + std::min(names.size(), shown));
-  return fmt::format("{}{}", fmt::join(head, ", "),
-                     names.size() > shown
-                         ? fmt::format(" and {} more", names.size() - shown)
-                         : "");
-}
-
 } // namespace
 
 extern "C" {
@@ -519,7 +479,7 @@ moe_status *moe_session_init_parameters(moe_session *session, uint64_t seed) {
     std::vector<TensorRef> values;
     for (const StateSlot &slot : session->states)
       values.push_back(initialValue(*slot.decl, seed));
-    std::unique_lock<std::shared_mutex> lock(session->mutex);
+    std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
     for (size_t i = 0; i < values.size(); ++i) {
       session->states[i].value = std::move(values[i]);
       session->states[i].initialized = true;
@@ -562,7 +522,7 @@ moe_status *moe_session_load_parameters(moe_session *session,
       fail(MOE_STATUS_INVALID_ARGUMENT,
            "safetensors file '{}' lacks {} parameter(s) of model '{}': {}",
            path, missing.size(), session->model->path, joinNames(missing));
-    std::unique_lock<std::shared_mutex> lock(session->mutex);
+    std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
     for (size_t i = 0; i < values.size(); ++i) {
       session->states[i].value = std::move(values[i]);
       session->states[i].initialized = true;
@@ -575,7 +535,7 @@ moe_status *moe_session_save_parameters(moe_session *session,
   return guard([&] {
     requireArg(session, "moe_session_save_parameters", "session");
     requireArg(path, "moe_session_save_parameters", "path");
-    std::shared_lock<std::shared_mutex> lock(session->mutex);
+    std::shared_lock<TurnstileSharedMutex> lock(session->mutex);
     std::vector<std::pair<std::string, const moe_tensor *>> tensors;
     std::vector<std::string> uninitialized;
     for (const StateSlot &slot : session->states) {
@@ -598,7 +558,7 @@ moe_status *moe_session_get_parameter(moe_session *session, const char *name,
     requireArg(session, "moe_session_get_parameter", "session");
     requireArg(name, "moe_session_get_parameter", "name");
     requireArg(out, "moe_session_get_parameter", "out");
-    std::shared_lock<std::shared_mutex> lock(session->mutex);
+    std::shared_lock<TurnstileSharedMutex> lock(session->mutex);
     StateSlot *slot = session->findState(name);
     if (!slot)
       fail(MOE_STATUS_INVALID_ARGUMENT, "model '{}' has no parameter '{}'",
@@ -623,7 +583,7 @@ moe_status *moe_session_set_parameter(moe_session *session, const char *name,
            "parameter '{}' is {}, but the value given is {}", name,
            decl.signature(), describe(*value));
     TensorRef copy = copyTensor(*value);
-    std::unique_lock<std::shared_mutex> lock(session->mutex);
+    std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
     slot->value = std::move(copy);
     slot->initialized = true;
   });
@@ -650,9 +610,10 @@ moe_status *moe_session_run(moe_session *session, const char *entry,
         std::any_of(desc->args.begin(), desc->args.end(), [](const ArgDesc &a) {
           return a.role == MOE_ROLE_OPTIMIZER_STATE;
         });
-    std::shared_lock<std::shared_mutex> shared(session->mutex, std::defer_lock);
-    std::unique_lock<std::shared_mutex> exclusive(session->mutex,
+    std::shared_lock<TurnstileSharedMutex> shared(session->mutex,
                                                   std::defer_lock);
+    std::unique_lock<TurnstileSharedMutex> exclusive(session->mutex,
+                                                     std::defer_lock);
     if (updatesState)
       exclusive.lock();
     else

@@ -56,6 +56,11 @@ def MoE_Dialect : Dialect {
       extents at run time (e.g. `["", "seq"]`). Unnamed dynamic dimensions
       get unique names.
   }];
+  // Vector-Jacobian products build constants and tensor.splat / tensor.dim.
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
   let hasRegionArgAttrVerify = 1;
   let hasRegionResultAttrVerify = 1;
 }

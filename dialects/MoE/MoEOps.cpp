@@ -231,14 +231,20 @@ LogicalResult GateOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-LogicalResult GateOp::verify() {
-  float eps = getJitterEps().convertToFloat();
+/// The jitter attributes shared by moe.gate and moe.gate_grad.
+static LogicalResult verifyJitter(Operation *op, APFloat jitterEps,
+                                  bool hasSeed) {
+  float eps = jitterEps.convertToFloat();
   if (!(eps >= 0.0f && eps < 1.0f))
-    return emitOpError() << "'jitter_eps' must lie in [0, 1), got " << eps;
-  if (eps > 0.0f && !getSeed())
-    return emitOpError() << "'jitter_eps' = " << eps
-                         << " needs a 'seed' operand to draw the jitter";
+    return op->emitOpError() << "'jitter_eps' must lie in [0, 1), got " << eps;
+  if (eps > 0.0f && !hasSeed)
+    return op->emitOpError() << "'jitter_eps' = " << eps
+                             << " needs a 'seed' operand to draw the jitter";
   return success();
+}
+
+LogicalResult GateOp::verify() {
+  return verifyJitter(*this, getJitterEps(), static_cast<bool>(getSeed()));
 }
 
 namespace {
@@ -384,10 +390,13 @@ struct DropUnreachableCapacity : OpRewritePattern<DispatchOp> {
         !capacityNeverDrops(*factor, k, op.getNumExperts()))
       return failure();
     // C >= T and k <= E give min(T*k, E*C) = T*k: the row count, and so
-    // the result types, stay the same.
-    rewriter.replaceOpWithNewOp<DispatchOp>(
-        op, op.getIndices(), op.getWeights(), op.getNumExperts(),
-        /*capacity_factor=*/nullptr, /*batch_prioritized=*/false);
+    // the result types, stay the same. The priority still matters to an
+    // evaluation capacity.
+    rewriter.modifyOpInPlace(op, [&] {
+      op.removeCapacityFactorAttr();
+      if (!op.getEvalCapacityFactorAttr())
+        op.removeBatchPrioritizedAttr();
+    });
     return success();
   }
 };
@@ -713,7 +722,9 @@ struct DropUnreachableLayerCapacity : OpRewritePattern<LayerOp> {
       return failure();
     rewriter.modifyOpInPlace(op, [&] {
       op.removeCapacityFactorAttr();
-      op.removeBatchPrioritizedAttr();
+      // The priority still matters to an evaluation capacity.
+      if (!op.getEvalCapacityFactorAttr())
+        op.removeBatchPrioritizedAttr();
     });
     return success();
   }
@@ -723,6 +734,353 @@ struct DropUnreachableLayerCapacity : OpRewritePattern<LayerOp> {
 void LayerOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
                                           MLIRContext *context) {
   patterns.add<DropUnreachableLayerCapacity>(context);
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients
+//===----------------------------------------------------------------------===//
+
+LogicalResult GateGradOp::inferReturnTypes(MLIRContext *,
+                                           std::optional<Location> location,
+                                           Adaptor adaptor,
+                                           SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  Value grad = adaptor.getLogitsGrad(), input = adaptor.getInput(),
+        weight = adaptor.getWeight();
+  check.rank(grad, "logits_grad", 2, "[T, E]");
+  check.rank(input, "input", 2, "[T, D]");
+  check.rank(weight, "weight", 2, "[D, E]");
+  if (!check.passed())
+    return failure();
+  check.elementType(grad, "logits_grad", elementTypeOf(input), "input");
+  check.elementType(weight, "weight", elementTypeOf(input), "input");
+  Extent tokens{"the token count T"}, features{"the feature size D"},
+      experts{"the number of experts"};
+  tokens.match(check, input, "input", 0);
+  tokens.match(check, grad, "logits_grad", 0);
+  features.match(check, input, "input", 1);
+  features.match(check, weight, "weight", 0);
+  experts.match(check, weight, "weight", 1);
+  experts.match(check, grad, "logits_grad", 1);
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(input));
+  inferred.push_back(ranked(weight));
+  inferred.push_back(
+      RankedTensorType::get({experts.size}, elementTypeOf(input)));
+  return success();
+}
+
+LogicalResult GateGradOp::verify() {
+  return verifyJitter(*this, getJitterEps(), static_cast<bool>(getSeed()));
+}
+
+/// Checks the gradients of a router's weights (`rowsGrad`, named
+/// `rowsName`) and of its `probs`, at least one of which a router gradient
+/// needs.
+static void checkRouterGrads(ShapeChecker &check, Value probs, Value rowsGrad,
+                             StringRef rowsName, Value probsGrad) {
+  if (!rowsGrad && !probsGrad)
+    check.fail("needs '", rowsName, "' or 'probs_grad'");
+  check.rank(probsGrad, "probs_grad", 2, "[T, E]");
+  Extent tokens{"the token count T"}, experts{"the number of experts"};
+  tokens.match(check, probs, "probs", 0);
+  tokens.match(check, probsGrad, "probs_grad", 0);
+  experts.match(check, probs, "probs", 1);
+  experts.match(check, probsGrad, "probs_grad", 1);
+  for (auto [value, name] : {std::pair<Value, StringRef>{rowsGrad, rowsName},
+                             {probsGrad, "probs_grad"}})
+    if (value)
+      check.elementType(value, name, elementTypeOf(probs), "probs");
+}
+
+LogicalResult TokenChoiceGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(), {{0, "probs"}, {1, "indices"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getWeightsGrad(), "weights_grad"},
+                             {adaptor.getProbsGrad(), "probs_grad"}});
+  if (!check.passed())
+    return failure();
+  Value probs = adaptor.getProbs(), indices = adaptor.getIndices(),
+        weightsGrad = adaptor.getWeightsGrad();
+  check.rank(probs, "probs", 2, "[T, E]");
+  check.rank(indices, "indices", 2, "[T, k]");
+  check.rank(weightsGrad, "weights_grad", 2, "[T, k]");
+  Extent tokens{"the token count T"}, choices{"k"};
+  tokens.match(check, probs, "probs", 0);
+  tokens.match(check, indices, "indices", 0);
+  tokens.match(check, weightsGrad, "weights_grad", 0);
+  choices.match(check, indices, "indices", 1);
+  choices.match(check, weightsGrad, "weights_grad", 1);
+  checkRouterGrads(check, probs, weightsGrad, "weights_grad",
+                   adaptor.getProbsGrad());
+  float scaling = adaptor.getScalingFactor().convertToFloat();
+  if (!(scaling > 0.0f))
+    check.fail("'scaling_factor' must be > 0, got ", scaling);
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(probs));
+  return success();
+}
+
+LogicalResult ExpertChoiceGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "probs"}, {1, "row_token"}, {2, "offsets"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getRowWeightGrad(), "row_weight_grad"},
+                             {adaptor.getProbsGrad(), "probs_grad"}});
+  if (!check.passed())
+    return failure();
+  Value probs = adaptor.getProbs(), rowToken = adaptor.getRowToken(),
+        offsets = adaptor.getOffsets(),
+        rowWeightGrad = adaptor.getRowWeightGrad();
+  check.rank(probs, "probs", 2, "[T, E]");
+  check.rank(rowToken, "row_token", 1, "[R]");
+  check.rank(offsets, "offsets", 1, "[E + 1]");
+  check.rank(rowWeightGrad, "row_weight_grad", 1, "[R]");
+  Extent rows{"the row count R"};
+  rows.match(check, rowToken, "row_token", 0);
+  rows.match(check, rowWeightGrad, "row_weight_grad", 0);
+  int64_t experts = dimOf(probs, 1);
+  if (check.passed() && isStatic(experts))
+    check.dim(offsets, "offsets", 0, experts + 1,
+              "E + 1 for the experts of 'probs'");
+  checkRouterGrads(check, probs, rowWeightGrad, "row_weight_grad",
+                   adaptor.getProbsGrad());
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(probs));
+  return success();
+}
+
+LogicalResult DispatchGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  Value grad = adaptor.getRowWeightGrad(), indices = adaptor.getIndices(),
+        rowToken = adaptor.getRowToken(), offsets = adaptor.getOffsets();
+  check.rank(grad, "row_weight_grad", 1, "[R]");
+  check.rank(indices, "indices", 2, "[T, k]");
+  check.rank(rowToken, "row_token", 1, "[R]");
+  check.rank(offsets, "offsets", 1, "[E + 1]");
+  Extent rows{"the row count R"};
+  rows.match(check, grad, "row_weight_grad", 0);
+  rows.match(check, rowToken, "row_token", 0);
+  if (check.passed() && isStatic(dimOf(offsets, 0)) && dimOf(offsets, 0) < 2)
+    check.fail("'offsets' must have E + 1 >= 2 entries, got ",
+               offsets.getType());
+  if (!check.passed())
+    return failure();
+  inferred.push_back(RankedTensorType::get(ranked(indices).getShape(),
+                                           elementTypeOf(grad)));
+  return success();
+}
+
+/// Checks `result_grad` of an FFN gradient against the forward input (rows)
+/// and the FFN's output size.
+static void checkFFNResultGrad(ShapeChecker &check, Value grad, Value input,
+                               int64_t outFeatures, StringRef layout) {
+  check.rank(grad, "result_grad", 2, layout);
+  Extent rows{"the row count"};
+  rows.match(check, input, "input", 0);
+  rows.match(check, grad, "result_grad", 0);
+  check.dim(grad, "result_grad", 1, outFeatures,
+            "the output size D_out of the weights");
+  check.elementType(grad, "result_grad", elementTypeOf(input), "input");
+}
+
+LogicalResult ExpertFFNGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "result_grad"},
+                 {1, "input"},
+                 {2, "offsets"},
+                 {3, "fc1"},
+                 {4, "fc2"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check, {{adaptor.getFc3(), "fc3"},
+                             {adaptor.getFc1Bias(), "fc1_bias"},
+                             {adaptor.getFc2Bias(), "fc2_bias"},
+                             {adaptor.getFc3Bias(), "fc3_bias"}});
+  if (!check.passed())
+    return failure();
+  Value input = adaptor.getInput(), offsets = adaptor.getOffsets();
+  check.rank(input, "input", 2, "[R, D]");
+  check.rank(offsets, "offsets", 1, "[E + 1]");
+  if (!check.passed())
+    return failure();
+  Extent experts{"the number of experts", dimOf(offsets, 0), "offsets"};
+  if (isStatic(experts.size) && experts.size < 2)
+    check.fail("'offsets' must have E + 1 >= 2 entries, got ",
+               offsets.getType());
+  if (isStatic(experts.size))
+    experts.size -= 1;
+  Extent features{"the feature size D"};
+  features.match(check, input, "input", 1);
+  int64_t outFeatures = checkFFN(
+      check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
+      adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
+      adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
+  if (check.passed())
+    checkFFNResultGrad(check, adaptor.getResultGrad(), input, outFeatures,
+                       "[R, D_out]");
+  if (!check.passed())
+    return failure();
+  for (Value operand : {input, adaptor.getFc1(), adaptor.getFc2(),
+                        adaptor.getFc3(), adaptor.getFc1Bias(),
+                        adaptor.getFc2Bias(), adaptor.getFc3Bias()})
+    if (operand)
+      inferred.push_back(operand.getType());
+  return success();
+}
+
+/// The `position`-th present gradient among `optional_grads`, where
+/// `present` lists which optional operands the op has; null when the
+/// operand at `position` is absent.
+static Value optionalGrad(ValueRange grads, ArrayRef<bool> present,
+                          size_t position) {
+  if (!present[position])
+    return Value();
+  return grads[llvm::count(present.take_front(position), true)];
+}
+
+Value ExpertFFNGradOp::getFc3Grad() {
+  return optionalGrad(getOptionalGrads(),
+                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
+                       !!getFc3Bias()},
+                      0);
+}
+Value ExpertFFNGradOp::getFc1BiasGrad() {
+  return optionalGrad(getOptionalGrads(),
+                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
+                       !!getFc3Bias()},
+                      1);
+}
+Value ExpertFFNGradOp::getFc2BiasGrad() {
+  return optionalGrad(getOptionalGrads(),
+                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
+                       !!getFc3Bias()},
+                      2);
+}
+Value ExpertFFNGradOp::getFc3BiasGrad() {
+  return optionalGrad(getOptionalGrads(),
+                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
+                       !!getFc3Bias()},
+                      3);
+}
+
+LogicalResult CombineGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  Value grad = adaptor.getResultGrad(), input = adaptor.getInput(),
+        rowToken = adaptor.getRowToken(), rowWeight = adaptor.getRowWeight();
+  check.rank(grad, "result_grad", 2, "[T, D]");
+  check.rank(input, "input", 2, "[R, D]");
+  check.rank(rowToken, "row_token", 1, "[R]");
+  check.rank(rowWeight, "row_weight", 1, "[R]");
+  Extent rows{"the row count R"}, features{"the feature size D"};
+  rows.match(check, input, "input", 0);
+  rows.match(check, rowToken, "row_token", 0);
+  rows.match(check, rowWeight, "row_weight", 0);
+  features.match(check, input, "input", 1);
+  features.match(check, grad, "result_grad", 1);
+  if (check.passed()) {
+    check.elementType(grad, "result_grad", elementTypeOf(input), "input");
+    check.elementType(rowWeight, "row_weight", elementTypeOf(input), "input");
+  }
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(input));
+  inferred.push_back(ranked(rowWeight));
+  return success();
+}
+
+LogicalResult SharedExpertGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "result_grad"}, {1, "input"}, {2, "fc1"}, {3, "fc2"}});
+  if (!check.passed())
+    return failure();
+  checkRankedTensors(check,
+                     {{adaptor.getFc3(), "fc3"}, {adaptor.getGate(), "gate"}});
+  if (!check.passed())
+    return failure();
+  Value input = adaptor.getInput(), gate = adaptor.getGate();
+  check.rank(input, "input", 2, "[T, D]");
+  if (!check.passed())
+    return failure();
+  Extent features{"the feature size D"};
+  features.match(check, input, "input", 1);
+  int64_t outFeatures =
+      checkFFN(check, /*grouped=*/false, Extent(), features, input,
+               adaptor.getFc1(), adaptor.getFc2(), adaptor.getFc3(), Value(),
+               Value(), Value(), adaptor.getActivation());
+  check.rank(gate, "gate", 2, "[D, 1]");
+  features.match(check, gate, "gate", 0);
+  check.dim(gate, "gate", 1, 1, "one gate value per token");
+  check.elementType(gate, "gate", elementTypeOf(input), "input");
+  if (check.passed())
+    checkFFNResultGrad(check, adaptor.getResultGrad(), input, outFeatures,
+                       "[T, D_out]");
+  if (!check.passed())
+    return failure();
+  for (Value operand : {input, adaptor.getFc1(), adaptor.getFc2(),
+                        adaptor.getFc3(), gate})
+    if (operand)
+      inferred.push_back(operand.getType());
+  return success();
+}
+
+Value SharedExpertGradOp::getFc3Grad() {
+  return optionalGrad(getOptionalGrads(), {!!getFc3(), !!getGate()}, 0);
+}
+Value SharedExpertGradOp::getGateGrad() {
+  return optionalGrad(getOptionalGrads(), {!!getFc3(), !!getGate()}, 1);
+}
+
+LogicalResult LoadBalancingLossGradOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> location, Adaptor adaptor,
+    SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  check.rank(adaptor.getProbs(), "probs", 2, "[T, E]");
+  check.rank(adaptor.getIndices(), "indices", 2, "[T, k]");
+  Extent tokens{"the token count T"};
+  tokens.match(check, adaptor.getProbs(), "probs", 0);
+  tokens.match(check, adaptor.getIndices(), "indices", 0);
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(adaptor.getProbs()));
+  return success();
+}
+
+LogicalResult ZLossGradOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  check.rank(adaptor.getLogits(), "logits", 2, "[T, E]");
+  if (!check.passed())
+    return failure();
+  inferred.push_back(ranked(adaptor.getLogits()));
+  return success();
 }
 
 #define GET_OP_CLASSES

@@ -22,7 +22,8 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 //===----------------------------------------------------------------------===//
 
 def MoE_GateOp : MoE_Op<"gate",
-    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "router projection with optional multiplicative jitter";
   let description = [{
     Computes the router logits `(x * u) @ weight + bias` for tokens `input`
@@ -53,7 +54,9 @@ def MoE_GateOp : MoE_Op<"gate",
   let hasCanonicalizer = 1;
 }
 
-def MoE_TokenChoiceOp : MoE_Op<"token_choice", [Pure, InferTypeWithDefaults]> {
+def MoE_TokenChoiceOp : MoE_Op<"token_choice",
+    [Pure, InferTypeWithDefaults,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "token-choice top-k routing (Switch, GShard, Mixtral, DeepSeek)";
   let description = [{
     Every token picks `k` experts. From `logits` (`[T, E]`):
@@ -104,7 +107,9 @@ def MoE_TokenChoiceOp : MoE_Op<"token_choice", [Pure, InferTypeWithDefaults]> {
   }];
 }
 
-def MoE_ExpertChoiceOp : MoE_Op<"expert_choice", [Pure, InferTypeWithDefaults]> {
+def MoE_ExpertChoiceOp : MoE_Op<"expert_choice",
+    [Pure, InferTypeWithDefaults,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "expert-choice routing: each expert picks its top tokens";
   let description = [{
     Expert-choice routing (Zhou et al., 2022) with `probs = softmax(logits)`
@@ -120,6 +125,9 @@ def MoE_ExpertChoiceOp : MoE_Op<"expert_choice", [Pure, InferTypeWithDefaults]> 
     `row_token` the token of each row and `row_weight = probs[token, e]`.
     `probs` is returned for metrics and the z-loss.
 
+    The optional `eval_capacity_factor` replaces `capacity_factor` under
+    `moe-specialize-routing{mode=eval}` (see `moe.dispatch`).
+
     Example:
 
     ```mlir
@@ -128,7 +136,8 @@ def MoE_ExpertChoiceOp : MoE_Op<"expert_choice", [Pure, InferTypeWithDefaults]> 
     ```
   }];
   let arguments = (ins MoE_FloatTensor:$logits,
-      ConfinedAttr<F64Attr, [MoE_FloatPositive]>:$capacity_factor);
+      ConfinedAttr<F64Attr, [MoE_FloatPositive]>:$capacity_factor,
+      OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$eval_capacity_factor);
   let results = (outs MoE_I32Tensor:$row_token, MoE_FloatTensor:$row_weight,
       MoE_I32Tensor:$offsets, MoE_FloatTensor:$probs);
   let assemblyFormat = "$logits attr-dict `:` type($logits)";
@@ -138,7 +147,9 @@ def MoE_ExpertChoiceOp : MoE_Op<"expert_choice", [Pure, InferTypeWithDefaults]> 
 // Dispatch, permutation, experts, combine
 //===----------------------------------------------------------------------===//
 
-def MoE_DispatchOp : MoE_Op<"dispatch", [Pure, InferTypeWithDefaults]> {
+def MoE_DispatchOp : MoE_Op<"dispatch",
+    [Pure, InferTypeWithDefaults,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "plan the expert-grouped rows: capacity, dropping, priority";
   let description = [{
     Turns token-choice routing (`indices` and `weights`, both `[T, k]`) into a
@@ -164,18 +175,28 @@ def MoE_DispatchOp : MoE_Op<"dispatch", [Pure, InferTypeWithDefaults]> {
     `k` experts of one token must be distinct (as top-k routing guarantees).
     Weights of the kept assignments are not renormalised.
 
+    `eval_capacity_factor` is the capacity factor of evaluation (Switch and
+    GShard use a larger one than in training); it has no effect until
+    `moe-specialize-routing{mode=eval}` makes it the `capacity_factor`
+    (`mode=train` drops it). Without `capacity_factor` training is dropless
+    and evaluation still applies it.
+
     Example:
 
     ```mlir
     %rt, %rw, %off = moe.dispatch %idx, %w
         {num_experts = 8 : i64, capacity_factor = 1.25 : f64}
         : tensor<?x2xi32>, tensor<?x2xf32>
+    %rt2, %rw2, %off2 = moe.dispatch %idx, %w
+        {num_experts = 8 : i64, capacity_factor = 1.0 : f64,
+         eval_capacity_factor = 2.0 : f64} : tensor<?x2xi32>, tensor<?x2xf32>
     ```
   }];
   let arguments = (ins MoE_I32Tensor:$indices, MoE_FloatTensor:$weights,
       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
       OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$capacity_factor,
-      UnitAttr:$batch_prioritized);
+      UnitAttr:$batch_prioritized,
+      OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$eval_capacity_factor);
   let results = (outs MoE_I32Tensor:$row_token, MoE_FloatTensor:$row_weight,
       MoE_I32Tensor:$offsets);
   let assemblyFormat = [{
@@ -184,7 +205,9 @@ def MoE_DispatchOp : MoE_Op<"dispatch", [Pure, InferTypeWithDefaults]> {
   let hasCanonicalizer = 1;
 }
 
-def MoE_PermuteOp : MoE_Op<"permute", [Pure, InferTypeOpAdaptor]> {
+def MoE_PermuteOp : MoE_Op<"permute",
+    [Pure, InferTypeOpAdaptor,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "gather tokens into expert-grouped rows";
   let description = [{
     `result[r] = input[row_token[r]]` for the `[T, D]` tokens `input` and the
@@ -204,7 +227,8 @@ def MoE_PermuteOp : MoE_Op<"permute", [Pure, InferTypeOpAdaptor]> {
 }
 
 def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
-    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "grouped expert feed-forward network over row segments";
   let description = [{
     For every expert `e` and every row `r` in `offsets[e] .. offsets[e+1]` of
@@ -246,7 +270,8 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
 }
 
 def MoE_CombineOp : MoE_Op<"combine",
-    [Pure, AllTypesMatch<["init", "result"]>]> {
+    [Pure, AllTypesMatch<["init", "result"]>,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "weighted scatter-add of expert rows back to token order";
   let description = [{
     `result = init`, then `result[row_token[r]] += row_weight[r] * input[r]`
@@ -272,7 +297,8 @@ def MoE_CombineOp : MoE_Op<"combine",
 }
 
 def MoE_SharedExpertOp : MoE_Op<"shared_expert",
-    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "dense expert applied to every token, optionally gated";
   let description = [{
     The FFN of `moe.expert_ffn` with a single expert applied to all tokens
@@ -306,7 +332,8 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert",
 //===----------------------------------------------------------------------===//
 
 def MoE_LoadBalancingLossOp : MoE_Op<"load_balancing_loss",
-    [Pure, InferTypeOpAdaptor]> {
+    [Pure, InferTypeOpAdaptor,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "auxiliary load-balancing loss (Switch / GShard)";
   let description = [{
     `E * sum_e f_e * P_e` where `f_e` is the fraction of the `T * k`
@@ -330,7 +357,9 @@ def MoE_LoadBalancingLossOp : MoE_Op<"load_balancing_loss",
   }];
 }
 
-def MoE_ZLossOp : MoE_Op<"z_loss", [Pure, InferTypeOpAdaptor]> {
+def MoE_ZLossOp : MoE_Op<"z_loss",
+    [Pure, InferTypeOpAdaptor,
+     DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "router z-loss (ST-MoE)";
   let description = [{
     `mean_t (logsumexp_e logits[t, e])^2` over the router logits
@@ -399,7 +428,9 @@ def MoE_LayerOp : MoE_Op<"layer",
     Attributes select the routing (`token_choice` with `k`, `score`,
     `normalize`, `num_groups`, `topk_groups`, `scaling_factor`, and an
     optional `capacity_factor` with `batch_prioritized`; or `expert_choice`
-    with a required `capacity_factor`) and the expert `activation`.
+    with a required `capacity_factor`) and the expert `activation`. An
+    optional `eval_capacity_factor` is the capacity factor of evaluation
+    (see `moe.dispatch` and `moe-specialize-routing`).
 
     Results: the layer output (`[T, D_out]`), the load-balancing loss and
     the router z-loss (0-d f32, both computed from the router logits after
@@ -438,7 +469,8 @@ def MoE_LayerOp : MoE_Op<"layer",
       DefaultValuedAttr<F32Attr, "1.0">:$scaling_factor,
       OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$capacity_factor,
       UnitAttr:$batch_prioritized,
-      DefaultValuedAttr<F32Attr, "0.0">:$jitter_eps);
+      DefaultValuedAttr<F32Attr, "0.0">:$jitter_eps,
+      OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$eval_capacity_factor);
   let results = (outs MoE_FloatTensor:$output, MoE_Scalar:$aux_loss,
       MoE_Scalar:$z_loss, RankedTensorOf<[I64]>:$tokens_per_expert,
       MoE_Counter:$dropped);
@@ -461,6 +493,332 @@ def MoE_LayerOp : MoE_Op<"layer",
     attr-dict
   }];
   let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Gradients
+//
+// The backward ops that the vector-Jacobian products (MoEVJP.cpp) emit where
+// a fused kernel beats a composition of forward ops. Each takes the gradient
+// of a forward op's result and the forward values it needs, and returns
+// gradients of the forward operands in their types. A result without uses is
+// never computed (the lowering skips it), so frozen parameters cost nothing.
+//===----------------------------------------------------------------------===//
+
+def MoE_GateGradOp : MoE_Op<"gate_grad", [Pure, InferTypeWithDefaults]> {
+  let summary = "gradients of moe.gate";
+  let description = [{
+    For `logits = (x * u) @ weight + bias` (`moe.gate`) and the gradient
+    `logits_grad` (`[T, E]`) of the logits: `input_grad = (logits_grad @
+    weight^T) * u` (`[T, D]`), `weight_grad = (x * u)^T @ logits_grad`
+    (`[D, E]`) and `bias_grad` (`[E]`), the column sums of `logits_grad`.
+    With `jitter_eps > 0`, `u` is redrawn from `seed` by the counter-based
+    generator of `moe.gate`, so it equals the forward pass's `u` exactly.
+
+    Example:
+
+    ```mlir
+    %dx, %dw, %db = moe.gate_grad %dlogits, %x, %w seed %s
+        {jitter_eps = 0.01 : f32}
+        : tensor<?x8xf32>, tensor<?x64xf32>, tensor<64x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$logits_grad, MoE_FloatTensor:$input,
+      MoE_FloatTensor:$weight, Optional<I64>:$seed,
+      DefaultValuedAttr<F32Attr, "0.0">:$jitter_eps);
+  let results = (outs MoE_FloatTensor:$input_grad,
+      MoE_FloatTensor:$weight_grad, MoE_FloatTensor:$bias_grad);
+  let assemblyFormat = [{
+    $logits_grad `,` $input `,` $weight (`seed` $seed^)? attr-dict `:`
+    type($logits_grad) `,` type($input) `,` type($weight)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_TokenChoiceGradOp : MoE_Op<"token_choice_grad",
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+  let summary = "gradient of moe.token_choice with respect to its logits";
+  let description = [{
+    Given the forward results `probs` (`[T, E]`) and `indices` (`[T, k]`) of
+    a `moe.token_choice` with the same `score`, `normalize` and
+    `scaling_factor`, and the gradients of its `weights` (`weights_grad`,
+    `[T, k]`) and of its `probs` (`probs_grad`, `[T, E]`), at least one of
+    them: the gradient of the logits (`[T, E]`). The selection (bias, groups,
+    top-k) is piecewise constant and passes no gradient:
+
+    ```
+    dp = probs_grad
+    dp[t, indices[t, j]] += s * weights_grad[t, j]                 without normalize
+    dp[t, indices[t, j]] += s * (weights_grad[t, j] - A_t) / S_t   with normalize
+        S_t = sum_j probs[t, indices[t, j]],
+        A_t = sum_j weights_grad[t, j] * probs[t, indices[t, j]] / S_t
+    logits_grad = probs * (dp - sum_e dp * probs)                  softmax
+    logits_grad = dp * probs * (1 - probs)                         sigmoid
+    ```
+
+    with `s = scaling_factor`. The `k` experts of a token must be distinct.
+
+    Example:
+
+    ```mlir
+    %dl = moe.token_choice_grad softmax %p, %idx weights_grad %dw
+        : tensor<?x8xf32> probs_grad %dp : tensor<?x8xf32> {normalize}
+        : tensor<?x8xf32>, tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$probs, MoE_I32Tensor:$indices,
+      Optional<MoE_FloatTensor>:$weights_grad,
+      Optional<MoE_FloatTensor>:$probs_grad, MoE_ScoreFunction:$score,
+      UnitAttr:$normalize,
+      DefaultValuedAttr<F32Attr, "1.0">:$scaling_factor);
+  let results = (outs MoE_FloatTensor:$logits_grad);
+  let assemblyFormat = [{
+    $score $probs `,` $indices
+    (`weights_grad` $weights_grad^ `:` type($weights_grad))?
+    (`probs_grad` $probs_grad^ `:` type($probs_grad))?
+    attr-dict `:` type($probs) `,` type($indices)
+  }];
+}
+
+def MoE_ExpertChoiceGradOp : MoE_Op<"expert_choice_grad",
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+  let summary = "gradient of moe.expert_choice with respect to its logits";
+  let description = [{
+    Given the forward results `probs` (`[T, E]`), `row_token` (`[R]`) and
+    `offsets` (`[E + 1]`) of a `moe.expert_choice`, and the gradients of its
+    `row_weight` (`row_weight_grad`, `[R]`) and of its `probs`
+    (`probs_grad`, `[T, E]`), at least one of them: the gradient of the
+    logits (`[T, E]`). Row `r` of expert `e` (`offsets[e] <= r <
+    offsets[e+1]`) carries `probs[row_token[r], e]`, so
+
+    ```
+    dp = probs_grad;  dp[row_token[r], e] += row_weight_grad[r]
+    logits_grad = probs * (dp - sum_e dp * probs)
+    ```
+
+    Which tokens the experts chose is piecewise constant and passes no
+    gradient; rows with token -1 are skipped.
+
+    Example:
+
+    ```mlir
+    %dl = moe.expert_choice_grad %p, %rt, %off row_weight_grad %drw
+        : tensor<128xf32> : tensor<64x8xf32>, tensor<128xi32>, tensor<9xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$probs, MoE_I32Tensor:$row_token,
+      MoE_I32Tensor:$offsets, Optional<MoE_FloatTensor>:$row_weight_grad,
+      Optional<MoE_FloatTensor>:$probs_grad);
+  let results = (outs MoE_FloatTensor:$logits_grad);
+  let assemblyFormat = [{
+    $probs `,` $row_token `,` $offsets
+    (`row_weight_grad` $row_weight_grad^ `:` type($row_weight_grad))?
+    (`probs_grad` $probs_grad^ `:` type($probs_grad))?
+    attr-dict `:` type($probs) `,` type($row_token) `,` type($offsets)
+  }];
+}
+
+def MoE_DispatchGradOp : MoE_Op<"dispatch_grad", [Pure, InferTypeOpAdaptor]> {
+  let summary = "gradient of moe.dispatch with respect to its weights";
+  let description = [{
+    Routes the gradient of a row plan's `row_weight` (`row_weight_grad`,
+    `[R]`) back to the routing weights (`[T, k]`): given the `indices`
+    (`[T, k]`) that `moe.dispatch` planned and its results `row_token` and
+    `offsets`, row `r` of expert `e` holding token `t` came from the choice
+    `j` with `indices[t, j] == e` (unique, as the `k` experts of a token are
+    distinct), and `weights_grad[t, j] = row_weight_grad[r]`. Assignments
+    that capacity dropped have no row and get 0.
+
+    Example:
+
+    ```mlir
+    %dw = moe.dispatch_grad %drw, %idx, %rt, %off
+        : tensor<?xf32>, tensor<?x2xi32>, tensor<?xi32>, tensor<9xi32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$row_weight_grad,
+      MoE_I32Tensor:$indices, MoE_I32Tensor:$row_token,
+      MoE_I32Tensor:$offsets);
+  let results = (outs MoE_FloatTensor:$weights_grad);
+  let assemblyFormat = [{
+    $row_weight_grad `,` $indices `,` $row_token `,` $offsets attr-dict `:`
+    type($row_weight_grad) `,` type($indices) `,` type($row_token) `,`
+    type($offsets)
+  }];
+}
+
+def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+  let summary = "gradients of moe.expert_ffn: a grouped backward over row segments";
+  let description = [{
+    Takes the gradient `result_grad` (`[R, D_out]`) of a `moe.expert_ffn`'s
+    result followed by that op's operands and activation, and returns the
+    gradients of its floating point operands: `input_grad` (`[R, D]`, zero
+    past `offsets[E]`), `fc1_grad`, `fc2_grad`, then `optional_grads`: one
+    gradient for each of `fc3`, `fc1_bias`, `fc2_bias`, `fc3_bias` that is
+    present, in that order. For each expert `e` and its row segment, with
+    `a1 = x @ fc1[e] + fc1_bias[e]`, `a3 = x @ fc3[e] + fc3_bias[e]` and
+    `h` the activation's output:
+
+    ```
+    dh = dy @ fc2[e]^T
+    da1 = dh * a3 * act'(a1)   (gated),   dh * act'(a1)   (otherwise)
+    da3 = dh * act(a1)
+    dx = da1 @ fc1[e]^T + da3 @ fc3[e]^T
+    fc1_grad[e] = x^T @ da1,  fc3_grad[e] = x^T @ da3,  fc2_grad[e] = h^T @ dy
+    bias gradients: column sums of da1, dy, da3 over the segment
+    ```
+
+    The forward activations are recomputed per segment; results that have
+    no uses (the weight gradients of frozen experts) are not computed.
+
+    Example:
+
+    ```mlir
+    %dx, %d1, %d2, %d3 = moe.expert_ffn_grad swiglu %dys, %xs, %off, %w1, %w2
+        fc3 %w3 : tensor<8x64x128xf32>
+        : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>,
+          tensor<8x64x128xf32>, tensor<8x128x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$result_grad, MoE_FloatTensor:$input,
+      MoE_I32Tensor:$offsets, MoE_FloatTensor:$fc1, MoE_FloatTensor:$fc2,
+      Optional<MoE_FloatTensor>:$fc3, Optional<MoE_FloatTensor>:$fc1_bias,
+      Optional<MoE_FloatTensor>:$fc2_bias, Optional<MoE_FloatTensor>:$fc3_bias,
+      MoE_Activation:$activation);
+  let results = (outs MoE_FloatTensor:$input_grad, MoE_FloatTensor:$fc1_grad,
+      MoE_FloatTensor:$fc2_grad, Variadic<MoE_FloatTensor>:$optional_grads);
+  let assemblyFormat = [{
+    $activation $result_grad `,` $input `,` $offsets `,` $fc1 `,` $fc2
+    (`fc3` $fc3^ `:` type($fc3))?
+    (`fc1_bias` $fc1_bias^ `:` type($fc1_bias))?
+    (`fc2_bias` $fc2_bias^ `:` type($fc2_bias))?
+    (`fc3_bias` $fc3_bias^ `:` type($fc3_bias))?
+    attr-dict `:` type($result_grad) `,` type($input) `,` type($offsets) `,`
+    type($fc1) `,` type($fc2)
+  }];
+  let extraClassDeclaration = [{
+    /// The gradients among `optional_grads`; null when the operand is absent.
+    ::mlir::Value getFc3Grad();
+    ::mlir::Value getFc1BiasGrad();
+    ::mlir::Value getFc2BiasGrad();
+    ::mlir::Value getFc3BiasGrad();
+  }];
+}
+
+def MoE_CombineGradOp : MoE_Op<"combine_grad", [Pure, InferTypeOpAdaptor]> {
+  let summary = "gradients of moe.combine with respect to its rows and weights";
+  let description = [{
+    For `moe.combine %input, %row_token, %row_weight into %init` and the
+    gradient `result_grad` (`[T, D]`) of its result: `input_grad[r] =
+    row_weight[r] * result_grad[row_token[r]]` (`[R, D]`) and
+    `row_weight_grad[r] = sum_d input[r, d] * result_grad[row_token[r], d]`
+    (`[R]`), both 0 for rows whose token is -1. (The gradient of `init` is
+    `result_grad` itself.)
+
+    Example:
+
+    ```mlir
+    %dys, %drw = moe.combine_grad %dy, %ys, %rt, %rw
+        : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?xi32>, tensor<?xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$result_grad, MoE_FloatTensor:$input,
+      MoE_I32Tensor:$row_token, MoE_FloatTensor:$row_weight);
+  let results = (outs MoE_FloatTensor:$input_grad,
+      MoE_FloatTensor:$row_weight_grad);
+  let assemblyFormat = [{
+    $result_grad `,` $input `,` $row_token `,` $row_weight attr-dict `:`
+    type($result_grad) `,` type($input) `,` type($row_token) `,`
+    type($row_weight)
+  }];
+}
+
+def MoE_SharedExpertGradOp : MoE_Op<"shared_expert_grad",
+    [Pure, InferTypeWithDefaults, AttrSizedOperandSegments]> {
+  let summary = "gradients of moe.shared_expert";
+  let description = [{
+    Takes the gradient `result_grad` (`[T, D_out]`) of a `moe.shared_expert`'s
+    result followed by that op's operands and activation, and returns the
+    gradients `input_grad`, `fc1_grad`, `fc2_grad`, then `optional_grads`:
+    the gradients of `fc3` and of `gate`, for those present, in that order.
+    The FFN part is `moe.expert_ffn_grad` with one expert; with a gate,
+    `y = s * f(x)` for `s = sigmoid(x @ gate)`, so `f` receives `dy * s` and
+    `x @ gate` receives `s * (1 - s) * sum_d dy * f(x)`. Results without
+    uses are not computed.
+
+    Example:
+
+    ```mlir
+    %dx, %d1, %d2, %dg = moe.shared_expert_grad gelu %dy, %x, %s1, %s2
+        gate %g : tensor<64x1xf32>
+        : tensor<?x64xf32>, tensor<?x64xf32>, tensor<64x256xf32>,
+          tensor<256x64xf32>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$result_grad, MoE_FloatTensor:$input,
+      MoE_FloatTensor:$fc1, MoE_FloatTensor:$fc2,
+      Optional<MoE_FloatTensor>:$fc3, Optional<MoE_FloatTensor>:$gate,
+      MoE_Activation:$activation);
+  let results = (outs MoE_FloatTensor:$input_grad, MoE_FloatTensor:$fc1_grad,
+      MoE_FloatTensor:$fc2_grad, Variadic<MoE_FloatTensor>:$optional_grads);
+  let assemblyFormat = [{
+    $activation $result_grad `,` $input `,` $fc1 `,` $fc2
+    (`fc3` $fc3^ `:` type($fc3))?
+    (`gate` $gate^ `:` type($gate))?
+    attr-dict `:` type($result_grad) `,` type($input) `,` type($fc1) `,`
+    type($fc2)
+  }];
+  let extraClassDeclaration = [{
+    /// The gradients among `optional_grads`; null when the operand is absent.
+    ::mlir::Value getFc3Grad();
+    ::mlir::Value getGateGrad();
+  }];
+}
+
+def MoE_LoadBalancingLossGradOp : MoE_Op<"load_balancing_loss_grad",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "gradient of moe.load_balancing_loss with respect to probs";
+  let description = [{
+    The loss `E * sum_e f_e * P_e` is linear in `probs` (`[T, E]`) with the
+    assignment fractions `f_e` of `indices` (`[T, k]`) held constant, so
+    `probs_grad[t, e] = loss_grad * E * f_e / T` for the 0-d `f32`
+    `loss_grad`; 0 when `T * k = 0`. The result has the type of `probs`.
+
+    Example:
+
+    ```mlir
+    %dp = moe.load_balancing_loss_grad %dloss, %p, %idx
+        : tensor<f32>, tensor<?x8xf32>, tensor<?x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_Scalar:$loss_grad, MoE_FloatTensor:$probs,
+      MoE_I32Tensor:$indices);
+  let results = (outs MoE_FloatTensor:$probs_grad);
+  let assemblyFormat = [{
+    $loss_grad `,` $probs `,` $indices attr-dict `:` type($loss_grad) `,`
+    type($probs) `,` type($indices)
+  }];
+}
+
+def MoE_ZLossGradOp : MoE_Op<"z_loss_grad", [Pure, InferTypeOpAdaptor]> {
+  let summary = "gradient of moe.z_loss with respect to the logits";
+  let description = [{
+    For `z = mean_t lse_t^2` with `lse_t = logsumexp_e logits[t, e]`:
+    `logits_grad[t, e] = loss_grad * 2 * lse_t * softmax(logits)[t, e] / T`
+    for the 0-d `f32` `loss_grad`. The result has the type of `logits`.
+
+    Example:
+
+    ```mlir
+    %dl = moe.z_loss_grad %dz, %logits : tensor<f32>, tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins MoE_Scalar:$loss_grad, MoE_FloatTensor:$logits);
+  let results = (outs MoE_FloatTensor:$logits_grad);
+  let assemblyFormat = [{
+    $loss_grad `,` $logits attr-dict `:` type($loss_grad) `,` type($logits)
+  }];
 }
 
 #endif // MOEC_MOE_OPS

@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include <cmath>
 
@@ -115,6 +116,24 @@ RankedTensorType withElement(RankedTensorType type, Type element) {
   return RankedTensorType::get(type.getShape(), element);
 }
 
+Value slice(IB &b, Value source, ArrayRef<Value> offsets, ArrayRef<Value> sizes,
+            ArrayRef<int64_t> resultShape) {
+  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+  auto type = RankedTensorType::get(
+      resultShape, cast<RankedTensorType>(source.getType()).getElementType());
+  return tensor::ExtractSliceOp::create(b, type, source,
+                                        getAsOpFoldResult(offsets),
+                                        getAsOpFoldResult(sizes), strides);
+}
+
+Value insertSlice(IB &b, Value source, Value dest, ArrayRef<Value> offsets,
+                  ArrayRef<Value> sizes) {
+  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+  return tensor::InsertSliceOp::create(b, source, dest,
+                                       getAsOpFoldResult(offsets),
+                                       getAsOpFoldResult(sizes), strides);
+}
+
 SmallVector<Value> forLoop(IB &b, Value lb, Value ub, ValueRange inits,
                            LoopBody body) {
   auto loop = scf::ForOp::create(
@@ -190,6 +209,16 @@ Value matmulF32(IB &b, Value lhs, Value rhs, Value m, Value n) {
       .getResult(0);
 }
 
+Value transposed(IB &b, Value matrix) {
+  auto type = cast<RankedTensorType>(matrix.getType());
+  auto resultType = RankedTensorType::get(
+      {type.getDimSize(1), type.getDimSize(0)}, type.getElementType());
+  Value init = empty(b, resultType, {dim(b, matrix, 1), dim(b, matrix, 0)});
+  return linalg::TransposeOp::create(b, matrix, init,
+                                     ArrayRef<int64_t>{1, 0})
+      .getResult()[0];
+}
+
 Value sigmoid(IB &b, Value x) {
   // 1 / (1 + exp(-x)): saturates to 0 / 1 without NaN.
   Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
@@ -235,6 +264,47 @@ Value activate(IB &b, Value x, moe::Activation activation) {
     return arith::MulFOp::create(b,
                                  arith::MulFOp::create(b, cF32(b, 0.5), x),
                                  arith::AddFOp::create(b, cF32(b, 1.0), t));
+  }
+  }
+  llvm_unreachable("unknown activation");
+}
+
+Value activateGrad(IB &b, Value x, moe::Activation activation) {
+  auto mul = [&](Value l, Value r) { return arith::MulFOp::create(b, l, r); };
+  auto add = [&](Value l, Value r) { return arith::AddFOp::create(b, l, r); };
+  auto sub = [&](Value l, Value r) { return arith::SubFOp::create(b, l, r); };
+  Value one = cF32(b, 1.0);
+  switch (activation) {
+  case moe::Activation::relu:
+    return arith::UIToFPOp::create(
+        b, b.getF32Type(), cmpF(b, arith::CmpFPredicate::OGT, x, cF32(b, 0.0)));
+  case moe::Activation::silu:
+  case moe::Activation::swiglu: {
+    // d/dx x s(x) = s (1 + x (1 - s)).
+    Value s = sigmoid(b, x);
+    return mul(s, add(one, mul(x, sub(one, s))));
+  }
+  case moe::Activation::gelu:
+  case moe::Activation::geglu: {
+    // Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+    auto erf = math::ErfOp::create(b, mul(x, cF32(b, M_SQRT1_2)));
+    erf->setAttr(kExpandErfAttr, b.getUnitAttr());
+    Value phiCdf = mul(cF32(b, 0.5), add(one, erf));
+    Value density = mul(
+        cF32(b, 0.5 * M_2_SQRTPI * M_SQRT1_2),
+        math::ExpOp::create(b, mul(cF32(b, -0.5), mul(x, x))));
+    return add(phiCdf, mul(x, density));
+  }
+  case moe::Activation::gelu_tanh: {
+    // y = 0.5 x (1 + t), t = tanh(c (x + a x^3)):
+    // y' = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
+    double c = std::sqrt(2.0 / M_PI), a = 0.044715;
+    Value x2 = mul(x, x);
+    Value inner = mul(cF32(b, c), add(x, mul(cF32(b, a), mul(x2, x))));
+    Value t = math::TanhOp::create(b, inner);
+    Value dInner = mul(cF32(b, c), add(one, mul(cF32(b, 3 * a), x2)));
+    return add(mul(cF32(b, 0.5), add(one, t)),
+               mul(mul(cF32(b, 0.5), x), mul(sub(one, mul(t, t)), dInner)));
   }
   }
   llvm_unreachable("unknown activation");

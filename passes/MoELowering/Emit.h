@@ -87,6 +87,12 @@ Value filled(IB &b, RankedTensorType type, ArrayRef<Value> sizes, Value scalar);
 /// A rank-0 tensor holding `scalar`.
 Value scalarTensor(IB &b, Value scalar);
 RankedTensorType withElement(RankedTensorType type, Type element);
+/// The slice `source[offsets...][sizes...]` with unit strides, rank reduced
+/// to `resultShape` (dropping leading unit dimensions).
+Value slice(IB &b, Value source, ArrayRef<Value> offsets, ArrayRef<Value> sizes,
+            ArrayRef<int64_t> resultShape);
+Value insertSlice(IB &b, Value source, Value dest, ArrayRef<Value> offsets,
+                  ArrayRef<Value> sizes);
 
 //===----------------------------------------------------------------------===//
 // Control flow on values
@@ -126,6 +132,10 @@ AffineMap projection(IB &b, unsigned numDims, ArrayRef<unsigned> results);
 /// are widened by linalg.matmul's implicit cast); `m`, `n` are the index
 /// extents.
 Value matmulF32(IB &b, Value lhs, Value rhs, Value m, Value n);
+/// The transpose [N, M] of the matrix `matrix` [M, N] (linalg.transpose), so
+/// that products with a transposed operand stay plain linalg.matmul ops,
+/// which the CPU schedule tiles.
+Value transposed(IB &b, Value matrix);
 
 //===----------------------------------------------------------------------===//
 // Scalar math (f32)
@@ -135,6 +145,8 @@ Value sigmoid(IB &b, Value x);
 /// The pre-gating activation of an expert FFN (silu for swiglu, exact gelu
 /// for geglu).
 Value activate(IB &b, Value x, moe::Activation activation);
+/// The derivative of `activate` at x.
+Value activateGrad(IB &b, Value x, moe::Activation activation);
 bool isGated(moe::Activation activation);
 
 } // namespace moec::lowering

@@ -24,26 +24,6 @@ RankedTensorType tensorType(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
 
-/// The 2-D slice `source[offsets...][sizes...]` with unit strides, rank
-/// reduced to `resultShape` (dropping leading unit dimensions).
-Value slice(IB &b, Value source, ArrayRef<Value> offsets,
-            ArrayRef<Value> sizes, ArrayRef<int64_t> resultShape) {
-  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
-  auto type = RankedTensorType::get(resultShape,
-                                    tensorType(source).getElementType());
-  return tensor::ExtractSliceOp::create(b, type, source,
-                                        getAsOpFoldResult(offsets),
-                                        getAsOpFoldResult(sizes), strides);
-}
-
-Value insertSlice(IB &b, Value source, Value dest, ArrayRef<Value> offsets,
-                  ArrayRef<Value> sizes) {
-  SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
-  return tensor::InsertSliceOp::create(b, source, dest,
-                                       getAsOpFoldResult(offsets),
-                                       getAsOpFoldResult(sizes), strides);
-}
-
 /// The FFN of one expert on `rows` x [n, D]: fc1/fc3 [D, F], fc2 [F, Dout],
 /// biases [F] / [Dout] (any may be null except fc1, fc2), computed in f32.
 /// The result, [n, Dout] narrowed to dest's element type, is written into

@@ -30,7 +30,32 @@ SmallVector<Value> lowerLoadBalancingLoss(IB &b, moe::LoadBalancingLossOp op);
 SmallVector<Value> lowerZLoss(IB &b, moe::ZLossOp op);
 SmallVector<Value> lowerRoutingStats(IB &b, moe::RoutingStatsOp op);
 
+// Gradients (Gradients.cpp).
+SmallVector<Value> lowerGateGrad(IB &b, moe::GateGradOp op);
+SmallVector<Value> lowerTokenChoiceGrad(IB &b, moe::TokenChoiceGradOp op);
+SmallVector<Value> lowerExpertChoiceGrad(IB &b, moe::ExpertChoiceGradOp op);
+SmallVector<Value> lowerDispatchGrad(IB &b, moe::DispatchGradOp op);
+SmallVector<Value> lowerExpertFFNGrad(IB &b, moe::ExpertFFNGradOp op);
+SmallVector<Value> lowerCombineGrad(IB &b, moe::CombineGradOp op);
+SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op);
+SmallVector<Value> lowerLoadBalancingLossGrad(IB &b,
+                                              moe::LoadBalancingLossGradOp op);
+SmallVector<Value> lowerZLossGrad(IB &b, moe::ZLossGradOp op);
+
 // Shared pieces.
+
+/// The jitter multiplier u = 1 + eps * (2 U - 1) of moe.gate for the element
+/// with i64 flat index `flat` = t * D + d, U = splitmix64(seed + flat *
+/// golden) >> 40 / 2^24 (see passes/ConvertMoEToLinalg.cpp).
+Value jitterMultiplier(IB &b, Value seed, Value flat, float eps);
+/// counts[e] (i64, [E]) = entries of `indices` ([T, k]) equal to e; entries
+/// outside [0, E) are skipped.
+Value countAssignments(IB &b, Value indices, RankedTensorType countsType,
+                       Value experts);
+/// `value` ([..], f32) narrowed elementwise to `type`'s element type
+/// (returned as is when that is f32); `sizes` are its extents.
+Value narrowTo(IB &b, Value value, RankedTensorType type,
+               ArrayRef<Value> sizes);
 
 /// Row-wise softmax of `logits` ([T, E], any float type) in f32:
 /// exp(x - max) / sum(exp(x - max)).

@@ -15,12 +15,8 @@ using arith::CmpIPredicate;
 
 namespace moec::lowering {
 
-namespace {
-
 using utils::IteratorType;
 
-/// counts[e] (i64, [E]) = entries of `indices` ([T, k]) equal to e; entries
-/// outside [0, E) are skipped.
 Value countAssignments(IB &b, Value indices, RankedTensorType countsType,
                        Value experts) {
   Value zero = cIdx(b, 0);
@@ -42,8 +38,6 @@ Value countAssignments(IB &b, Value indices, RankedTensorType countsType,
             })};
       });
 }
-
-} // namespace
 
 //===----------------------------------------------------------------------===//
 // moe.load_balancing_loss

@@ -31,35 +31,6 @@ RankedTensorType tensorType(Value value) {
 }
 
 //===----------------------------------------------------------------------===//
-// Jitter
-//===----------------------------------------------------------------------===//
-
-/// u = 1 + eps * (2 U - 1), U = splitmix64(seed + i * golden) >> 40 / 2^24.
-/// `flat` is the i64 flat index t * D + d of the element.
-Value jitterMultiplier(IB &b, Value seed, Value flat, float eps) {
-  Type i64 = b.getI64Type();
-  auto c64 = [&](uint64_t v) {
-    return cInt(b, i64, static_cast<int64_t>(v));
-  };
-  Value z = addI(b, seed, mulI(b, flat, c64(0x9E3779B97F4A7C15ULL)));
-  auto xorShift = [&](Value v, int64_t shift) {
-    return arith::XOrIOp::create(b, v,
-                                 arith::ShRUIOp::create(b, v, c64(shift)));
-  };
-  z = mulI(b, xorShift(z, 30), c64(0xBF58476D1CE4E5B9ULL));
-  z = mulI(b, xorShift(z, 27), c64(0x94D049BB133111EBULL));
-  z = xorShift(z, 31);
-  Value top24 = arith::ShRUIOp::create(b, z, c64(40));
-  Value uniform = arith::MulFOp::create(
-      b, arith::UIToFPOp::create(b, b.getF32Type(), top24),
-      cF32(b, 1.0 / 16777216.0));
-  Value centered = arith::SubFOp::create(
-      b, arith::MulFOp::create(b, cF32(b, 2.0), uniform), cF32(b, 1.0));
-  return arith::AddFOp::create(
-      b, cF32(b, 1.0), arith::MulFOp::create(b, cF32(b, eps), centered));
-}
-
-//===----------------------------------------------------------------------===//
 // Capacity
 //===----------------------------------------------------------------------===//
 
@@ -205,6 +176,33 @@ selectRanked(IB &b, Value count, Value numPicks,
 } // namespace
 
 //===----------------------------------------------------------------------===//
+// Jitter
+//===----------------------------------------------------------------------===//
+
+Value jitterMultiplier(IB &b, Value seed, Value flat, float eps) {
+  Type i64 = b.getI64Type();
+  auto c64 = [&](uint64_t v) {
+    return cInt(b, i64, static_cast<int64_t>(v));
+  };
+  Value z = addI(b, seed, mulI(b, flat, c64(0x9E3779B97F4A7C15ULL)));
+  auto xorShift = [&](Value v, int64_t shift) {
+    return arith::XOrIOp::create(b, v,
+                                 arith::ShRUIOp::create(b, v, c64(shift)));
+  };
+  z = mulI(b, xorShift(z, 30), c64(0xBF58476D1CE4E5B9ULL));
+  z = mulI(b, xorShift(z, 27), c64(0x94D049BB133111EBULL));
+  z = xorShift(z, 31);
+  Value top24 = arith::ShRUIOp::create(b, z, c64(40));
+  Value uniform = arith::MulFOp::create(
+      b, arith::UIToFPOp::create(b, b.getF32Type(), top24),
+      cF32(b, 1.0 / 16777216.0));
+  Value centered = arith::SubFOp::create(
+      b, arith::MulFOp::create(b, cF32(b, 2.0), uniform), cF32(b, 1.0));
+  return arith::AddFOp::create(
+      b, cF32(b, 1.0), arith::MulFOp::create(b, cF32(b, eps), centered));
+}
+
+//===----------------------------------------------------------------------===//
 // Softmax
 //===----------------------------------------------------------------------===//
 
@@ -246,8 +244,7 @@ Value softmaxF32(IB &b, Value logits) {
                  });
 }
 
-/// `value` ([..], f32) narrowed elementwise to `type`'s element type.
-static Value narrowTo(IB &b, Value value, RankedTensorType type,
+Value narrowTo(IB &b, Value value, RankedTensorType type,
                       ArrayRef<Value> sizes) {
   if (type.getElementType().isF32())
     return value;

@@ -1,10 +1,14 @@
 /*===- c_api_test.c - The C API used from C -------------------------------===*
  *
- * Compiled as C99 with -pedantic: moert.h must be valid C. Loads the linear
- * fixture (argv[1]), runs it and checks a result against a hand computation.
+ * Compiled as C99 with -pedantic: moert.h, moert_data.h and moert_train.h
+ * must be valid C. Loads the linear fixture (argv[1]), runs it and checks a
+ * result against a hand computation; tokenizes and decodes a text with the
+ * byte tokenizer; takes one AdamW step.
  *
  *===----------------------------------------------------------------------===*/
 #include "moe/runtime/moert.h"
+#include "moe/runtime/moert_data.h"
+#include "moe/runtime/moert_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,8 +27,13 @@ static int check(moe_status *status, const char *what) {
 int main(int argc, char **argv) {
   moe_model *model = NULL;
   moe_session *session = NULL;
-  moe_tensor *x = NULL, *w = NULL;
-  moe_tensor_list *inputs = NULL, *outputs = NULL;
+  moe_tensor *x = NULL, *w = NULL, *ids = NULL, *updated = NULL;
+  moe_tokenizer *bytes = NULL;
+  char *text = NULL;
+  moe_tensor_list *inputs = NULL, *outputs = NULL, *gradients = NULL;
+  moe_optimizer *optimizer = NULL;
+  moe_adamw_config config;
+  moe_step_report report;
   moe_status *missing;
   const float *y, *ws;
   const float xs[2][4] = {{0.5f, -1.25f, 2.0f, 0.75f},
@@ -70,6 +79,50 @@ int main(int argc, char **argv) {
         }
       }
   }
+
+  ok = ok && check(moe_tokenizer_create_byte(&bytes), "tokenizer");
+  ok = ok && check(moe_tokenizer_encode(bytes, "hi", &ids), "encode");
+  ok = ok && check(moe_tokenizer_decode(bytes, moe_tensor_data(ids),
+                                        moe_tensor_num_elements(ids), &text),
+                   "decode");
+  if (ok && (strcmp(text, "hi") != 0 ||
+             moe_tokenizer_eos_id(bytes) != MOE_BYTE_EOS_ID)) {
+    fprintf(stderr, "byte tokenizer round trip gave '%s'\n", text);
+    ok = 0;
+  }
+  moe_string_free(text);
+  moe_tensor_release(ids);
+  moe_tokenizer_release(bytes);
+
+  /* One AdamW step with the gradient w: the first step moves each weight
+   * by lr against the sign of its gradient, after decoupled decay. */
+  moe_adamw_config_init(&config);
+  ok = ok &&
+       check(moe_optimizer_create(session, &config, &optimizer), "optimizer");
+  ok = ok && check(moe_tensor_list_create(&gradients), "gradients");
+  ok = ok && check(moe_tensor_list_add(gradients, "grad.w", w), "add grad");
+  ok = ok && check(moe_optimizer_step(optimizer, gradients, &report), "step");
+  ok = ok && check(moe_session_get_parameter(session, "w", &updated), "get");
+  if (ok) {
+    const float *after = moe_tensor_data(updated);
+    for (i = 0; i < 16; ++i) {
+      double lr = config.schedule.lr;
+      double expected =
+          ws[i] * (1 - lr * config.weight_decay) - (ws[i] > 0 ? lr : -lr);
+      if (fabs(after[i] - expected) > 1e-6) {
+        fprintf(stderr, "w[%d] = %g after one step, expected %g\n", i, after[i],
+                expected);
+        ok = 0;
+      }
+    }
+    if (report.step != 1 || moe_optimizer_step_count(optimizer) != 1) {
+      fprintf(stderr, "the step count is not 1\n");
+      ok = 0;
+    }
+  }
+  moe_optimizer_release(optimizer);
+  moe_tensor_list_release(gradients);
+  moe_tensor_release(updated);
   moe_tensor_list_release(outputs);
   moe_tensor_list_release(inputs);
   moe_tensor_release(x);

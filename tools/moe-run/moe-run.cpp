@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/runtime/moert.hpp"
+#include "tools/common/CommandLine.h"
 
 #include <algorithm>
 #include <charconv>
@@ -21,6 +22,10 @@
 #include <vector>
 
 namespace {
+
+using moetools::parseInteger;
+using moetools::splitAssignment;
+using moetools::UsageError;
 
 const char usageText[] = R"(usage: moe-run MODEL.so [options]
 
@@ -48,11 +53,6 @@ Exit status: 0 on success, 1 when loading or running fails, 2 for bad usage.
 constexpr int64_t defaultDim = 16;
 constexpr int64_t defaultTokenBound = 256;
 
-/// A mistake on the command line: exit status 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
 struct Options {
   std::string model, entry, params, saveParams, outputDir;
   std::vector<std::pair<std::string, std::string>> inputs;
@@ -61,26 +61,6 @@ struct Options {
   int32_t threads = 0;
   bool describe = false, help = false;
 };
-
-template <typename T>
-T parseNumber(const std::string &text, const std::string &flag, T min, T max) {
-  T value{};
-  auto [end, error] =
-      std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value < min ||
-      value > max)
-    throw UsageError(flag + " expects an integer in [" + std::to_string(min) +
-                     ", " + std::to_string(max) + "], got '" + text + "'");
-  return value;
-}
-
-std::pair<std::string, std::string> splitAssignment(const std::string &text,
-                                                    const std::string &flag) {
-  size_t equals = text.find('=');
-  if (equals == 0 || equals == std::string::npos || equals + 1 == text.size())
-    throw UsageError(flag + " expects NAME=VALUE, got '" + text + "'");
-  return {text.substr(0, equals), text.substr(equals + 1)};
-}
 
 Options parseOptions(int argc, char **argv) {
   Options options;
@@ -131,13 +111,13 @@ Options parseOptions(int argc, char **argv) {
     else if (flag == "--input")
       options.inputs.push_back(splitAssignment(value, flag));
     else if (flag == "--seed")
-      options.seed = parseNumber<uint64_t>(value, flag, 0, UINT64_MAX);
+      options.seed = parseInteger<uint64_t>(value, flag, 0, UINT64_MAX);
     else if (flag == "--threads")
-      options.threads = parseNumber<int32_t>(value, flag, 1, 4096);
+      options.threads = parseInteger<int32_t>(value, flag, 1, 4096);
     else {
       auto [name, extent] = splitAssignment(value, flag);
       options.dims[name] =
-          parseNumber<int64_t>(extent, "--dim " + name, 0, INT64_MAX);
+          parseInteger<int64_t>(extent, "--dim " + name, 0, INT64_MAX);
     }
   }
   if (options.model.empty() && !options.help)

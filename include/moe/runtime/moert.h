@@ -76,7 +76,10 @@ typedef enum moe_status_code {
   MOE_STATUS_OUT_OF_MEMORY = 7,
   MOE_STATUS_UNSUPPORTED = 8, /* well-formed input this runtime cannot
                                  handle yet (Fortran-order npy, GPU models) */
-  MOE_STATUS_INTERNAL = 9
+  MOE_STATUS_INTERNAL = 9,
+  MOE_STATUS_NON_FINITE = 10 /* a NaN or infinity where training needs
+                                finite values: a gradient, a loss (see
+                                moert_train.h) */
 } moe_status_code;
 
 /* Code of a status; MOE_STATUS_OK for NULL. */
@@ -272,6 +275,20 @@ MOERT_API int32_t moe_model_num_args(const moe_model *model, int32_t entry);
  * range. */
 MOERT_API const moe_arg_info *moe_model_arg(const moe_model *model,
                                             int32_t entry, int32_t arg);
+/* The value to use for INPUT argument `arg` of entry `entry` when the caller
+ * has no better one (moec records it for train_step's loss coefficients):
+ * returns 1 and sets `*value`, or returns 0 when the argument has none. */
+MOERT_API int moe_model_arg_default(const moe_model *model, int32_t entry,
+                                    int32_t arg, double *value);
+/* The parameter groups of PARAMETER argument `arg` of entry `entry` that
+ * moec found ("router", "experts", "shared_experts", "attention", "norms",
+ * "embeddings", "head"): their number (0 when unknown or out of range) and
+ * the name of group `group` (owned by the model; NULL if out of range). */
+MOERT_API int32_t moe_model_arg_num_groups(const moe_model *model,
+                                           int32_t entry, int32_t arg);
+MOERT_API const char *moe_model_arg_group(const moe_model *model,
+                                          int32_t entry, int32_t arg,
+                                          int32_t group);
 
 /*===------------------------------ Sessions ----------------------------===*/
 
