@@ -590,7 +590,7 @@ LogicalResult EmbeddingGradOp::verify() {
   check.elementType(getGrad(), "grad", table.getElementType(), "table");
   check.rank(getGrad(), "grad", ids.getRank() + 1, "the shape of 'ids' + [d]");
   for (int64_t i = 0; i < ids.getRank(); ++i)
-    check.dim(getGrad(), "grad", i, ids.getDimSize(i), "the shape of 'ids'");
+    check.dim(getGrad(), "grad", i, ids.getDimSize(i), "the matching extent of 'ids'");
   check.dim(getGrad(), "grad", ids.getRank(), table.getDimSize(1),
             "the feature size d of 'table'");
   return check.status();
