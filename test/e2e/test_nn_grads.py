@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 
 import gradcheck
-import moe_reference as ref
 import nn_grad_reference as grad_ref
 
 SEEDS = (0, 1, 2)
@@ -153,11 +152,12 @@ def test_rms_norm_grad(compile_model, numerics_report, dtype):
     t, w = tensor_type((2, None, 24), e), tensor_type((24,), e)
     model = compile_model(entry(
         [("g", t), ("x", t), ("w", w)], [("dx", t), ("dw", w)],
-        "  %%dx, %%dw = nn.rms_norm_grad %%g, %%x, %%w {epsilon = 1.0e-05 : f32}"
-        " : %s, %s\n" % (t, w)))
+        "  %%dx, %%dw = nn.rms_norm_grad %%g, %%x, %%w"
+        " {epsilon = 1.0e-05 : f32} : %s, %s\n" % (t, w)))
     for seed, seq in zip(SEEDS, (1, 5, 13)):
         rng = np.random.default_rng(seed)
-        g, x = normal(rng, (2, seq, 24), dtype), normal(rng, (2, seq, 24), dtype)
+        g = normal(rng, (2, seq, 24), dtype)
+        x = normal(rng, (2, seq, 24), dtype)
         wv = normal(rng, (24,), dtype)
         out = model.run("forward", g=g, x=x, w=wv)
         dx, dw = grad_ref.nn_rms_norm_vjp(g, x, wv, epsilon=1e-5)
@@ -259,7 +259,8 @@ def test_cross_entropy_grad(compile_model, numerics_report, mask, dtype):
         args.append(("m", mt))
         mask_text = " mask %m"
     body = ("  %%g0 = nn.reshape %%g : %s -> %s\n"
-            "  %%dl = nn.cross_entropy_grad %%g0, %%logits, %%t%s : %s, %s, %s%s\n"
+            "  %%dl = nn.cross_entropy_grad %%g0, %%logits, %%t%s"
+            " : %s, %s, %s%s\n"
             % (st, tensor_type((), e), mask_text, tensor_type((), e), lt, tt,
                ", " + mt if mask else ""))
     model = compile_model(entry(args, [("dl", lt)], body))
@@ -284,8 +285,8 @@ def test_cross_entropy_grad(compile_model, numerics_report, mask, dtype):
                 tolerance(dtype))
 
 
-@pytest.mark.parametrize("attrs", ["", " {interleaved}",
-                                   " {rotary_dim = 4 : i64, theta = 500.0 : f32}"])
+@pytest.mark.parametrize("attrs", [
+    "", " {interleaved}", " {rotary_dim = 4 : i64, theta = 500.0 : f32}"])
 def test_rotary_inverse(compile_model, numerics_report, attrs):
     """nn.rotary {inverse} is the VJP of nn.rotary."""
     t, pt = tensor_type((2, None, 3, 8), "f32"), tensor_type((2, None), "i32")

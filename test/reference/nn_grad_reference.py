@@ -26,7 +26,7 @@ zero gradients.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 
@@ -156,7 +156,8 @@ def unary_derivative(function: str, x) -> np.ndarray:
     if function == "gelu_tanh":
         u = _K * (x + _C * x ** 3)
         sech2 = 1.0 / np.cosh(u) ** 2
-        return 0.5 * (1.0 + np.tanh(u)) + 0.5 * x * sech2 * _K * (1.0 + 3.0 * _C * x * x)
+        slope = _K * (1.0 + 3.0 * _C * x * x)
+        return 0.5 * (1.0 + np.tanh(u)) + 0.5 * x * sech2 * slope
     raise ValueError(f"unknown unary function {function!r}")
 
 
