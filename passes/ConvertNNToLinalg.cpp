@@ -317,7 +317,6 @@ struct MatmulOpLowering : OpConversionPattern<MatmulOp> {
 // Normalisation, softmax, embedding
 //===----------------------------------------------------------------------===//
 
-
 struct RMSNormOpLowering : OpConversionPattern<RMSNormOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -403,7 +402,6 @@ struct LayerNormOpLowering : OpConversionPattern<LayerNormOp> {
     return success();
   }
 };
-
 
 struct SoftmaxOpLowering : OpConversionPattern<SoftmaxOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -903,16 +901,23 @@ struct ConvertNNToLinalg
     // Reported here rather than left to the conversion, whose generic
     // "failed to legalize" would hide the reason.
     WalkResult walk = func.walk([](Operation *op) {
-      if (!isa<AttentionOp, AttentionGradOp>(op))
+      Value query, key;
+      if (auto attention = dyn_cast<AttentionOp>(op)) {
+        query = attention.getQuery();
+        key = attention.getKey();
+      } else if (auto grad = dyn_cast<AttentionGradOp>(op)) {
+        query = grad.getQuery();
+        key = grad.getKey();
+      } else {
         return WalkResult::advance();
-      auto query = cast<RankedTensorType>(op->getOperand(isa<AttentionOp>(op) ? 0 : 1).getType());
-      auto key = cast<RankedTensorType>(op->getOperand(isa<AttentionOp>(op) ? 1 : 2).getType());
-      if (headGroup(query, key))
+      }
+      if (headGroup(rankedType(query), rankedType(key)))
         return WalkResult::advance();
       op->emitOpError() << "needs static head counts to be lowered (the "
                            "query-to-key/value head mapping is built into the "
                            "indexing maps), got 'query' of type "
-                        << query << " and 'key' of type " << key;
+                        << query.getType() << " and 'key' of type "
+                        << key.getType();
       return WalkResult::interrupt();
     });
     if (walk.wasInterrupted())

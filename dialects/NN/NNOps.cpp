@@ -300,10 +300,9 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
                                             std::optional<Location> location,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &inferred) {
-  return inferAttentionResult(location, getOperationName(),
-                              ranked(adaptor.getQuery()),
-                              ranked(adaptor.getKey()),
-                              ranked(adaptor.getValue()), inferred);
+  return inferAttentionResult(
+      location, getOperationName(), ranked(adaptor.getQuery()),
+      ranked(adaptor.getKey()), ranked(adaptor.getValue()), inferred);
 }
 
 //===----------------------------------------------------------------------===//
@@ -468,12 +467,10 @@ void TransposeOp::getCanonicalizationPatterns(RewritePatternSet &patterns,
 
 /// The 0-d loss type of a cross-entropy over `logits`, `targets` and the
 /// optional `mask` (shared by nn.cross_entropy and nn.cross_entropy_grad).
-static LogicalResult inferCrossEntropyResult(std::optional<Location> location,
-                                             StringRef name,
-                                             RankedTensorType logits,
-                                             RankedTensorType targets,
-                                             Value maskValue,
-                                             SmallVectorImpl<Type> &inferred) {
+static LogicalResult
+inferCrossEntropyResult(std::optional<Location> location, StringRef name,
+                        RankedTensorType logits, RankedTensorType targets,
+                        Value maskValue, SmallVectorImpl<Type> &inferred) {
   if (logits.getRank() < 1)
     return inferFailure(location, name,
                         "'logits' must have rank >= 1 ([..., vocab]), got ",
@@ -556,9 +553,8 @@ LogicalResult ReduceSumOp::inferReturnTypes(MLIRContext *,
 
 SmallVector<int64_t> ReduceSumOp::getNormalizedAxes() {
   int64_t rank = getInput().getType().getRank();
-  return llvm::map_to_vector(getAxes(), [&](int64_t axis) {
-    return axis < 0 ? axis + rank : axis;
-  });
+  return llvm::map_to_vector(
+      getAxes(), [&](int64_t axis) { return axis < 0 ? axis + rank : axis; });
 }
 
 //===----------------------------------------------------------------------===//
@@ -590,7 +586,8 @@ LogicalResult EmbeddingGradOp::verify() {
   check.elementType(getGrad(), "grad", table.getElementType(), "table");
   check.rank(getGrad(), "grad", ids.getRank() + 1, "the shape of 'ids' + [d]");
   for (int64_t i = 0; i < ids.getRank(); ++i)
-    check.dim(getGrad(), "grad", i, ids.getDimSize(i), "the shape of 'ids'");
+    check.dim(getGrad(), "grad", i, ids.getDimSize(i),
+              "the matching extent of 'ids'");
   check.dim(getGrad(), "grad", ids.getRank(), table.getDimSize(1),
             "the feature size d of 'table'");
   return check.status();
@@ -607,8 +604,7 @@ static LogicalResult verifyResultGrad(Operation *op, Value grad,
     compatible = dimsCompatible(gradType.getDimSize(i), type.getDimSize(i));
   if (!compatible)
     return op->emitOpError() << "'grad' (" << gradType
-                             << ") must have the forward result type "
-                             << type;
+                             << ") must have the forward result type " << type;
   return success();
 }
 
@@ -623,10 +619,9 @@ LogicalResult AttentionGradOp::verify() {
 
 LogicalResult CrossEntropyGradOp::verify() {
   SmallVector<Type, 1> inferred;
-  if (failed(inferCrossEntropyResult(getLoc(), getOperationName(),
-                                     getLogits().getType(),
-                                     getTargets().getType(), getMask(),
-                                     inferred)))
+  if (failed(inferCrossEntropyResult(
+          getLoc(), getOperationName(), getLogits().getType(),
+          getTargets().getType(), getMask(), inferred)))
     return failure();
   return verifyResultGrad(*this, getGrad(), inferred.front());
 }

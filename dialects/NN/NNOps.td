@@ -15,6 +15,9 @@ include "dialects/Common/DifferentiableOpInterface.td"
 include "dialects/Common/InferTypeWithDefaults.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
+// Ops with a gradient implement buildVJP in NNVJP.cpp.
+defvar NN_Differentiable = DeclareOpInterfaceMethods<DifferentiableOpInterface>;
+
 //===----------------------------------------------------------------------===//
 // Enums
 //===----------------------------------------------------------------------===//
@@ -51,7 +54,7 @@ def NN_UnaryFunction : I32EnumAttr<"UnaryFunction",
 //===----------------------------------------------------------------------===//
 
 class NN_BinaryOp<string mnemonic, string formula>
-    : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor, NN_Differentiable]> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting";
   let description = [{
     Computes `}] # formula # [{` elementwise. The operands broadcast as in
@@ -88,7 +91,7 @@ def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs">;
 
 class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
     : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType,
-                                   DeclareOpInterfaceMethods<DifferentiableOpInterface>], traits)> {
+                                   NN_Differentiable], traits)> {
   let summary = "elementwise " # mnemonic;
   let description = [{
     Computes `}] # formula # [{` elementwise; the result has the operand's
@@ -118,7 +121,7 @@ def NN_ReluOp : NN_UnaryOp<"relu", "max(x, 0)">;
 def NN_SiluOp : NN_UnaryOp<"silu", "x * sigmoid(x)">;
 
 def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "Gaussian error linear unit";
   let description = [{
     Computes `x * Phi(x)` elementwise, where `Phi` is the standard normal
@@ -147,7 +150,7 @@ def NN_GeluOp : NN_Op<"gelu", [Pure, SameOperandsAndResultType,
 //===----------------------------------------------------------------------===//
 
 def NN_LinearOp : NN_Op<"linear",
-    [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    [Pure, InferTypeOpAdaptor, NN_Differentiable]> {
   let summary = "affine map of the last dimension: x @ W (+ b)";
   let description = [{
     Multiplies the last dimension of `input` (`[..., in]`) by `weight`
@@ -172,7 +175,7 @@ def NN_LinearOp : NN_Op<"linear",
 }
 
 def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "batched matrix product with optional transposes";
   let description = [{
     Multiplies the two trailing dimensions: `[..., M, K] x [..., K, N]` gives
@@ -200,7 +203,7 @@ def NN_MatmulOp : NN_Op<"matmul", [Pure, InferTypeWithDefaults,
 //===----------------------------------------------------------------------===//
 
 def NN_RMSNormOp : NN_Op<"rms_norm",
-    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, NN_Differentiable]> {
   let summary = "root-mean-square normalisation over the last dimension";
   let description = [{
     `y = x / sqrt(mean(x^2, axis=-1) + epsilon) * weight`, where `weight` has
@@ -222,7 +225,7 @@ def NN_RMSNormOp : NN_Op<"rms_norm",
 }
 
 def NN_LayerNormOp : NN_Op<"layer_norm",
-    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, NN_Differentiable]> {
   let summary = "layer normalisation over the last dimension";
   let description = [{
     `y = (x - mean) / sqrt(var + epsilon) * weight + bias` with mean and
@@ -247,7 +250,7 @@ def NN_LayerNormOp : NN_Op<"layer_norm",
 }
 
 def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "numerically stable softmax along one axis";
   let description = [{
     `exp(x - max(x)) / sum(exp(x - max(x)))` along `axis` (negative values
@@ -267,7 +270,7 @@ def NN_SoftmaxOp : NN_Op<"softmax", [Pure, SameOperandsAndResultType,
 }
 
 def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "row lookup in an embedding table";
   let description = [{
     Gathers rows of `table` (`[vocab, d]`) for every id in `ids` (any shape
@@ -291,7 +294,7 @@ def NN_EmbeddingOp : NN_Op<"embedding", [Pure, InferTypeOpAdaptor,
 //===----------------------------------------------------------------------===//
 
 def NN_RotaryOp : NN_Op<"rotary",
-    [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    [Pure, AllTypesMatch<["input", "result"]>, NN_Differentiable]> {
   let summary = "rotary position embedding (RoPE)";
   let description = [{
     Rotates pairs of features of `input` (`[batch, seq, heads, head_dim]`)
@@ -328,7 +331,7 @@ def NN_RotaryOp : NN_Op<"rotary",
 }
 
 def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "scaled dot-product multi-head attention, grouped-query allowed";
   let description = [{
     `softmax(q k^T * scale + causal_mask) v` per head, with `q` of shape
@@ -364,7 +367,7 @@ def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor,
 // Shape manipulation
 //===----------------------------------------------------------------------===//
 
-def NN_ReshapeOp : NN_Op<"reshape", [Pure, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+def NN_ReshapeOp : NN_Op<"reshape", [Pure, NN_Differentiable]> {
   let summary = "reinterpret a tensor with another shape, same element count";
   let description = [{
     Row-major reshape. The result has the input's element type and at most
@@ -388,7 +391,7 @@ def NN_ReshapeOp : NN_Op<"reshape", [Pure, DeclareOpInterfaceMethods<Differentia
 }
 
 def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "permute the dimensions of a tensor";
   let description = [{
     Result dimension `i` is input dimension `permutation[i]`.
@@ -413,7 +416,7 @@ def NN_TransposeOp : NN_Op<"transpose", [Pure, InferTypeWithDefaults,
 //===----------------------------------------------------------------------===//
 
 def NN_CrossEntropyOp : NN_Op<"cross_entropy",
-    [Pure, InferTypeOpAdaptor, DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    [Pure, InferTypeOpAdaptor, NN_Differentiable]> {
   let summary = "masked mean softmax cross-entropy";
   let description = [{
     `logits` has shape `[..., vocab]` and `targets` (integer) the leading
@@ -446,7 +449,7 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
 //===----------------------------------------------------------------------===//
 
 def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
-    DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
+    NN_Differentiable]> {
   let summary = "sum over some dimensions";
   let description = [{
     Sums `input` over the dimensions listed in `axes` (negative values count

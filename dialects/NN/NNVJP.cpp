@@ -68,10 +68,10 @@ Value asRows(OpBuilder &b, Location loc, Value value) {
     rows = ShapedType::isDynamic(extent) || ShapedType::isDynamic(rows)
                ? ShapedType::kDynamic
                : rows * extent;
-  return ReshapeOp::create(
-      b, loc, RankedTensorType::get({rows, type.getShape().back()},
-                                    type.getElementType()),
-      value);
+  return ReshapeOp::create(b, loc,
+                           RankedTensorType::get({rows, type.getShape().back()},
+                                                 type.getElementType()),
+                           value);
 }
 
 Value matmul(OpBuilder &b, Location loc, Value lhs, Value rhs,
@@ -161,21 +161,19 @@ LogicalResult PowOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
   // d(b^e)/db = e * b^(e-1), which stays finite at b = 0 for e >= 1 where
   // e * b^e / b would not.
   if (required[0]) {
-    Value lowered = SubOp::create(b, loc, exponent,
-                                  scalarConstant(b, loc, exponent, 1.0));
-    Value derivative = MulOp::create(b, loc, exponent,
-                                     PowOp::create(b, loc, base, lowered));
-    operandGrads[0] =
-        unbroadcast(b, loc, MulOp::create(b, loc, grad, derivative),
-                    getLhs().getType());
+    Value lowered =
+        SubOp::create(b, loc, exponent, scalarConstant(b, loc, exponent, 1.0));
+    Value derivative =
+        MulOp::create(b, loc, exponent, PowOp::create(b, loc, base, lowered));
+    operandGrads[0] = unbroadcast(
+        b, loc, MulOp::create(b, loc, grad, derivative), getLhs().getType());
   }
   // d(b^e)/de = b^e * log(b), real for b > 0 only.
   if (required[1]) {
     Value derivative =
         MulOp::create(b, loc, getResult(), LogOp::create(b, loc, base));
-    operandGrads[1] =
-        unbroadcast(b, loc, MulOp::create(b, loc, grad, derivative),
-                    getRhs().getType());
+    operandGrads[1] = unbroadcast(
+        b, loc, MulOp::create(b, loc, grad, derivative), getRhs().getType());
   }
   return success();
 }
@@ -252,9 +250,8 @@ LogicalResult MatmulOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
   // With A = op(lhs), B = op(rhs) and C = A B: dA = dC B^T, dB = A^T dC;
   // a transposed operand gets the transpose, which swaps the factors.
   if (required[0]) {
-    Value d = transposeLhs
-                  ? matmul(b, loc, rhs, grad, transposeRhs, true)
-                  : matmul(b, loc, grad, rhs, false, !transposeRhs);
+    Value d = transposeLhs ? matmul(b, loc, rhs, grad, transposeRhs, true)
+                           : matmul(b, loc, grad, rhs, false, !transposeRhs);
     operandGrads[0] = unbroadcast(b, loc, d, getLhs().getType());
   }
   if (required[1]) {
@@ -392,15 +389,13 @@ LogicalResult ReshapeOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
 LogicalResult TransposeOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
                                     const BitVector &required,
                                     SmallVectorImpl<Value> &operandGrads) {
-  if (!required[0] ||
-      !isa<FloatType>(getInput().getType().getElementType()))
+  if (!required[0] || !isa<FloatType>(getInput().getType().getElementType()))
     return success();
   ArrayRef<int64_t> permutation = getPermutation();
   SmallVector<int64_t> inverse(permutation.size());
   for (auto [i, p] : llvm::enumerate(permutation))
     inverse[p] = i;
-  operandGrads[0] =
-      TransposeOp::create(b, getLoc(), resultGrads[0], inverse);
+  operandGrads[0] = TransposeOp::create(b, getLoc(), resultGrads[0], inverse);
   return success();
 }
 
@@ -423,12 +418,10 @@ LogicalResult ReduceSumOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
     else if (getKeepDims())
       exprs.push_back(b.getAffineConstantExpr(0));
   }
-  Value init =
-      tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, input),
-                              type.getElementType());
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(rank, 0, exprs, getContext()),
-      b.getMultiDimIdentityMap(rank)};
+  Value init = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, input), type.getElementType());
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, exprs, getContext()),
+                                 b.getMultiDimIdentityMap(rank)};
   auto broadcast = linalg::GenericOp::create(
       b, loc, TypeRange{init.getType()}, resultGrads[0], init, maps,
       SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),

@@ -387,12 +387,12 @@ AttentionWeights buildAttentionWeights(OpBuilder &b, Location loc, Value query,
   AffineExpr kvHead = d(1).floorDiv(group);
 
   // scores = q k^T over (b, h, i, j, e).
-  Value scores =
-      buildGeneric(b, loc, {query, key}, zeroAccumulator(b, loc, sizes, elementType),
-                   {AffineMap::get(5, 0, {d(0), d(2), d(1), d(4)}, context),
-                    AffineMap::get(5, 0, {d(0), d(3), kvHead, d(4)}, context),
-                    dropDimsMap(5, 4, context)},
-                   iterators(5, 4), multiplyAccumulate)[0];
+  Value scores = buildGeneric(
+      b, loc, {query, key}, zeroAccumulator(b, loc, sizes, elementType),
+      {AffineMap::get(5, 0, {d(0), d(2), d(1), d(4)}, context),
+       AffineMap::get(5, 0, {d(0), d(3), kvHead, d(4)}, context),
+       dropDimsMap(5, 4, context)},
+      iterators(5, 4), multiplyAccumulate)[0];
 
   Value scale = attentionScale(b, loc, scaleAttr, query, compute);
   Value offset;
@@ -404,11 +404,13 @@ AttentionWeights buildAttentionWeights(OpBuilder &b, Location loc, Value query,
   auto visible = [&](OpBuilder &nb, Location nloc) -> Value {
     if (!offset)
       return nullptr;
-    Value limit = arith::AddIOp::create(nb, nloc, loopIndex(nb, nloc, 2), offset);
+    Value limit =
+        arith::AddIOp::create(nb, nloc, loopIndex(nb, nloc, 2), offset);
     return arith::CmpIOp::create(nb, nloc, arith::CmpIPredicate::sle,
                                  loopIndex(nb, nloc, 3), limit);
   };
-  auto masked = [&](OpBuilder &nb, Location nloc, Value v, Value fill) -> Value {
+  auto masked = [&](OpBuilder &nb, Location nloc, Value v,
+                    Value fill) -> Value {
     if (Value ok = visible(nb, nloc))
       return arith::SelectOp::create(nb, nloc, ok, v, fill);
     return v;

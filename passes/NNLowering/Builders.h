@@ -1,4 +1,4 @@
-//===- Builders.h - IR builders shared by the nn lowering patterns -*- C++ -*-===//
+//===- Builders.h - IR builders shared by the nn lowerings ---*- C++ -*-===//
 //
 // The helpers that the patterns of convert-nn-to-linalg share (forward ops in
 // ConvertNNToLinalg.cpp, gradient ops in Gradients.cpp). Conventions, stated

@@ -40,8 +40,8 @@ SmallVector<int64_t> leadingDims(int64_t count) {
 Value inverseRoot(OpBuilder &b, Location loc, Value squares, Value count,
                   Value epsilon) {
   Value mean = arith::DivFOp::create(b, loc, squares, count);
-  Value root =
-      math::SqrtOp::create(b, loc, arith::AddFOp::create(b, loc, mean, epsilon));
+  Value root = math::SqrtOp::create(
+      b, loc, arith::AddFOp::create(b, loc, mean, epsilon));
   return arith::DivFOp::create(b, loc, floatConst(b, loc, mean.getType(), 1.0),
                                root);
 }
@@ -150,8 +150,8 @@ Value derivative(UnaryFunction function, OpBuilder &b, Location loc, Value x) {
     return mul(s, sub(one, s));
   }
   case UnaryFunction::relu: {
-    Value positive = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
-                                           x, constant(0.0));
+    Value positive = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x,
+                                           constant(0.0));
     return arith::SelectOp::create(b, loc, positive, one, constant(0.0));
   }
   case UnaryFunction::silu: {
@@ -174,13 +174,13 @@ Value derivative(UnaryFunction function, OpBuilder &b, Location loc, Value x) {
     // 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2).
     double k = std::sqrt(2.0 * llvm::numbers::inv_pi), c = 0.044715;
     Value square = mul(x, x);
-    Value u = mul(constant(k),
-                  arith::AddFOp::create(b, loc, x,
-                                        mul(constant(c), mul(square, x))));
+    Value u =
+        mul(constant(k),
+            arith::AddFOp::create(b, loc, x, mul(constant(c), mul(square, x))));
     Value t = math::TanhOp::create(b, loc, u);
-    Value slope = mul(constant(k), arith::AddFOp::create(
-                                       b, loc, one,
-                                       mul(constant(3.0 * c), square)));
+    Value slope =
+        mul(constant(k),
+            arith::AddFOp::create(b, loc, one, mul(constant(3.0 * c), square)));
     Value inner = mul(mul(constant(0.5), x), mul(sub(one, mul(t, t)), slope));
     return arith::AddFOp::create(
         b, loc, mul(constant(0.5), arith::AddFOp::create(b, loc, one, t)),
@@ -222,8 +222,7 @@ struct UnaryGradOpLowering : OpConversionPattern<UnaryGradOp> {
 /// Maps of a row reduction over [..., features]: per-element operands, then
 /// per-feature parameters, then the per-row accumulators.
 SmallVector<AffineMap> rowReductionMaps(int64_t rank, int64_t elementValues,
-                                        int64_t featureValues,
-                                        int64_t outputs,
+                                        int64_t featureValues, int64_t outputs,
                                         MLIRContext *context) {
   SmallVector<AffineMap> maps(elementValues,
                               AffineMap::getMultiDimIdentityMap(rank, context));
@@ -262,7 +261,8 @@ struct RMSNormGradOpLowering : OpConversionPattern<RMSNormGradOp> {
         floatConst(rewriter, loc, compute, op.getEpsilon().convertToFloat());
 
     // Per row: sum(x^2) and sum(grad * weight * x), in one pass.
-    SmallVector<OpFoldResult> rows = sizesWithout(rewriter, loc, input, rank - 1);
+    SmallVector<OpFoldResult> rows =
+        sizesWithout(rewriter, loc, input, rank - 1);
     SmallVector<Value> sums = buildGeneric(
         rewriter, loc, {input, grad, weight},
         {zeroAccumulator(rewriter, loc, rows, element),
@@ -291,8 +291,8 @@ struct RMSNormGradOpLowering : OpConversionPattern<RMSNormGradOp> {
           Value gw = arith::MulFOp::create(b, loc, args[3], args[4]);
           Value correction = arith::MulFOp::create(
               b, loc, args[0],
-              arith::MulFOp::create(
-                  b, loc, arith::MulFOp::create(b, loc, r, r), meanDot));
+              arith::MulFOp::create(b, loc, arith::MulFOp::create(b, loc, r, r),
+                                    meanDot));
           return arith::MulFOp::create(
               b, loc, r, arith::SubFOp::create(b, loc, gw, correction));
         });
@@ -303,17 +303,16 @@ struct RMSNormGradOpLowering : OpConversionPattern<RMSNormGradOp> {
         featureAccumulator(rewriter, loc, input),
         featureReductionMaps(rank, 2, 1, 1, context),
         iterators(rank, leadingDims(rank - 1)),
-        [&](OpBuilder &b, Location loc,
-            ValueRange args) -> SmallVector<Value> {
+        [&](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
           Value r = inverseRoot(b, loc, args[2], count, epsilon);
           Value term = arith::MulFOp::create(
               b, loc, arith::MulFOp::create(b, loc, args[0], args[1]), r);
           return {arith::AddFOp::create(b, loc, args[3], term)};
         })[0];
     weightGrad = convertElements(rewriter, loc, weightGrad, element);
-    rewriter.replaceOp(
-        op, {inputGrad, castToType(rewriter, loc, weightGrad,
-                                   op.getWeightGrad().getType())});
+    rewriter.replaceOp(op,
+                       {inputGrad, castToType(rewriter, loc, weightGrad,
+                                              op.getWeightGrad().getType())});
     return success();
   }
 };
@@ -359,7 +358,8 @@ struct LayerNormGradOpLowering : OpConversionPattern<LayerNormGradOp> {
     };
 
     // Per row: sum(grad * weight) and sum(grad * weight * xhat).
-    SmallVector<OpFoldResult> rows = sizesWithout(rewriter, loc, input, rank - 1);
+    SmallVector<OpFoldResult> rows =
+        sizesWithout(rewriter, loc, input, rank - 1);
     SmallVector<AffineMap> maps(3, rewriter.getMultiDimIdentityMap(rank));
     maps[2] = dimsMap(rank, rank - 1, context);
     maps.append(4, dropDimsMap(rank, rank - 1, context));
@@ -371,15 +371,14 @@ struct LayerNormGradOpLowering : OpConversionPattern<LayerNormGradOp> {
         [&](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
           Value gw = arith::MulFOp::create(b, loc, args[1], args[2]);
           Value xhat = normalized(b, loc, args[0], args[3], args[4]);
-          return {arith::AddFOp::create(b, loc, args[5], gw),
-                  arith::AddFOp::create(
-                      b, loc, args[6],
-                      arith::MulFOp::create(b, loc, gw, xhat))};
+          return {
+              arith::AddFOp::create(b, loc, args[5], gw),
+              arith::AddFOp::create(b, loc, args[6],
+                                    arith::MulFOp::create(b, loc, gw, xhat))};
         });
 
     // dx = r (grad * weight - mean(grad * weight) - xhat mean(gw xhat)).
-    SmallVector<AffineMap> elementMaps =
-        normalizationMaps(rank, 4, 0, context);
+    SmallVector<AffineMap> elementMaps = normalizationMaps(rank, 4, 0, context);
     elementMaps.push_back(rewriter.getMultiDimIdentityMap(rank));
     elementMaps.push_back(dimsMap(rank, rank - 1, context));
     Value inputGrad = buildElementwise(
@@ -404,8 +403,7 @@ struct LayerNormGradOpLowering : OpConversionPattern<LayerNormGradOp> {
          featureAccumulator(rewriter, loc, input)},
         featureReductionMaps(rank, 2, 2, 2, context),
         iterators(rank, leadingDims(rank - 1)),
-        [&](OpBuilder &b, Location loc,
-            ValueRange args) -> SmallVector<Value> {
+        [&](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
           Value xhat = normalized(b, loc, args[1], args[2], args[3]);
           return {arith::AddFOp::create(
                       b, loc, args[4],
@@ -450,15 +448,15 @@ struct EmbeddingGradOpLowering : OpConversionPattern<EmbeddingGradOp> {
           ArrayRef<ReassociationIndices>{{0, 1}});
     } else if (idRank > 1) {
       ids = tensor::CollapseShapeOp::create(
-          rewriter, loc, ids, ArrayRef<ReassociationIndices>{leadingDims(idRank)});
+          rewriter, loc, ids,
+          ArrayRef<ReassociationIndices>{leadingDims(idRank)});
       grad = collapseToMatrix(rewriter, loc, grad);
     }
-    OpFoldResult features =
-        sharedSize(rewriter, loc, {{table, 1}, {grad, 1}});
+    OpFoldResult features = sharedSize(rewriter, loc, {{table, 1}, {grad, 1}});
     Value vocab = dimValue(rewriter, loc, table, 0);
     Value acc = zeroAccumulator(
-        rewriter, loc, {tensor::getMixedSize(rewriter, loc, table, 0), features},
-        element);
+        rewriter, loc,
+        {tensor::getMixedSize(rewriter, loc, table, 0), features}, element);
     // In position order, table_grad[id] += grad[n]: a row-wide generic on a
     // slice of the accumulator, which bufferizes in place.
     Value one = indexConst(rewriter, loc, 1);
@@ -472,21 +470,19 @@ struct EmbeddingGradOpLowering : OpConversionPattern<EmbeddingGradOp> {
           SmallVector<OpFoldResult> offsets = {row, b.getIndexAttr(0)};
           SmallVector<OpFoldResult> sizes = {unit, features};
           SmallVector<OpFoldResult> strides = {unit, unit};
-          Value target = tensor::ExtractSliceOp::create(b, loc, iters[0],
-                                                        offsets, sizes, strides);
+          Value target = tensor::ExtractSliceOp::create(
+              b, loc, iters[0], offsets, sizes, strides);
           Value source = tensor::ExtractSliceOp::create(
               b, loc, grad,
               SmallVector<OpFoldResult>{position, b.getIndexAttr(0)}, sizes,
               strides);
           AffineMap identity = b.getMultiDimIdentityMap(2);
-          Value updated =
-              buildGeneric(b, loc, source, target, {identity, identity},
-                           iterators(2),
-                           [](OpBuilder &b, Location loc,
-                              ValueRange args) -> SmallVector<Value> {
-                             return {arith::AddFOp::create(b, loc, args[1],
-                                                           args[0])};
-                           })[0];
+          Value updated = buildGeneric(
+              b, loc, source, target, {identity, identity}, iterators(2),
+              [](OpBuilder &b, Location loc,
+                 ValueRange args) -> SmallVector<Value> {
+                return {arith::AddFOp::create(b, loc, args[1], args[0])};
+              })[0];
           Value inserted = tensor::InsertSliceOp::create(
               b, loc, updated, iters[0], offsets, sizes, strides);
           scf::YieldOp::create(b, loc, inserted);
@@ -550,13 +546,13 @@ struct AttentionGradOpLowering : OpConversionPattern<AttentionGradOp> {
         });
 
     // dP = dO V^T over (b, h, i, j, e).
-    Value probabilityGrad = buildGeneric(
-        rewriter, loc, {grad, value},
-        zeroAccumulator(rewriter, loc, scoreSizes, element),
-        {map(5, {d(0), d(2), d(1), d(4)}),
-         map(5, {d(0), d(3), d(1).floorDiv(*group), d(4)}),
-         dropDimsMap(5, 4, context)},
-        iterators(5, 4), multiplyAccumulate)[0];
+    Value probabilityGrad =
+        buildGeneric(rewriter, loc, {grad, value},
+                     zeroAccumulator(rewriter, loc, scoreSizes, element),
+                     {map(5, {d(0), d(2), d(1), d(4)}),
+                      map(5, {d(0), d(3), d(1).floorDiv(*group), d(4)}),
+                      dropDimsMap(5, 4, context)},
+                     iterators(5, 4), multiplyAccumulate)[0];
     // dS = scale * P (dP - sum_j P dP); the scale of the scores is folded
     // in here so that dQ and dK are plain contractions.
     Value rowDot = buildGeneric(
@@ -565,7 +561,8 @@ struct AttentionGradOpLowering : OpConversionPattern<AttentionGradOp> {
         {identity4, identity4, rows}, iterators(4, 3),
         [](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
           return {arith::AddFOp::create(
-              b, loc, args[2], arith::MulFOp::create(b, loc, args[0], args[1]))};
+              b, loc, args[2],
+              arith::MulFOp::create(b, loc, args[0], args[1]))};
         })[0];
     Value scale = attention.scale;
     Value scoreGrad = buildElementwise(
@@ -602,9 +599,9 @@ struct AttentionGradOpLowering : OpConversionPattern<AttentionGradOp> {
       SmallVector<int64_t> shape;
       SmallVector<Value> dynamic;
       dispatchIndexOpFoldResults(sizes, dynamic, shape);
-      return tensor::ExpandShapeOp::create(
-          rewriter, loc, rankedType(tensor).clone(shape), tensor, groups,
-          sizes);
+      return tensor::ExpandShapeOp::create(rewriter, loc,
+                                           rankedType(tensor).clone(shape),
+                                           tensor, groups, sizes);
     };
     auto kvGrad = [&](Value scores, Value rowsOperand, OpFoldResult features) {
       return buildGeneric(
@@ -672,8 +669,8 @@ struct CrossEntropyGradOpLowering : OpConversionPattern<CrossEntropyGradOp> {
     count = arith::MaximumFOp::create(rewriter, loc, count,
                                       floatConst(rewriter, loc, compute, 1.0));
     Value seed = castFloat(
-        rewriter, loc, tensor::ExtractOp::create(rewriter, loc, grad, ValueRange{}),
-        compute);
+        rewriter, loc,
+        tensor::ExtractOp::create(rewriter, loc, grad, ValueRange{}), compute);
     Value perPosition = arith::DivFOp::create(rewriter, loc, seed, count);
 
     // grad * mask / count * (softmax(logits) - onehot(target)).
@@ -686,8 +683,9 @@ struct CrossEntropyGradOpLowering : OpConversionPattern<CrossEntropyGradOp> {
       maps.push_back(positionMap);
     }
     Value result = buildElementwise(
-        rewriter, loc, inputs, maps, tensor::getMixedSizes(rewriter, loc, logits),
-        element, [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+        rewriter, loc, inputs, maps,
+        tensor::getMixedSizes(rewriter, loc, logits), element,
+        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
           Value shifted = arith::SubFOp::create(b, loc, args[0], args[1]);
           Value p = arith::DivFOp::create(
               b, loc, math::ExpOp::create(b, loc, shifted), args[2]);
@@ -695,11 +693,12 @@ struct CrossEntropyGradOpLowering : OpConversionPattern<CrossEntropyGradOp> {
           Value hit =
               arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                     loopIndex(b, loc, positions), target);
-          Value onehot =
-              arith::SelectOp::create(b, loc, hit, floatConst(b, loc, compute, 1.0),
-                                      floatConst(b, loc, compute, 0.0));
-          Value weight = mask ? arith::MulFOp::create(b, loc, perPosition, args[4])
-                              : perPosition;
+          Value onehot = arith::SelectOp::create(
+              b, loc, hit, floatConst(b, loc, compute, 1.0),
+              floatConst(b, loc, compute, 0.0));
+          Value weight =
+              mask ? arith::MulFOp::create(b, loc, perPosition, args[4])
+                   : perPosition;
           return arith::MulFOp::create(
               b, loc, weight, arith::SubFOp::create(b, loc, p, onehot));
         });

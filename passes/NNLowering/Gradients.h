@@ -1,4 +1,4 @@
-//===- Gradients.h - Lowering of the nn gradient ops --------------*- C++ -*-===//
+//===- Gradients.h - Lowering of the nn gradient ops -------*- C++ -*-===//
 #ifndef MOEC_PASSES_NNLOWERING_GRADIENTS_H
 #define MOEC_PASSES_NNLOWERING_GRADIENTS_H
 
