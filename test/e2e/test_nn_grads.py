@@ -16,13 +16,15 @@ Two parts:
    loose).
 
 Error measure: normwise relative, max |g - ref| / max |ref| (gradients are
-sums of many terms; see test_nn_ops.py). Tolerances: f32 1e-5 where the
-compiled code rounds each step once in f32 (the reference is float64); f16
-inputs and results round to 2^-11, so 4e-3 for a result rounded once and
-1e-2 where f16 intermediates (the forward result reused by a VJP) enter.
-Finite differences in f32: h = 3e-3, agreement within 1e-2 relative (the
-f32 loss carries ~1e-7 relative rounding, divided by h). The measured
-maxima are printed in the terminal summary.
+sums of many terms; see test_nn_ops.py). Tolerances: f32 1e-5 (the
+compiled code computes in f32, the reference in float64, and reductions sum
+in another order); f16 4e-3, a few ulps of 2^-11 (the backward ops compute
+in f32 on f16 inputs and round each result once).
+Finite differences of the f32 forward: h = 1e-2 and agreement within 2e-2
+relative to max(|compiled|, |difference|, 1e-2) (measured: below 1e-2). The loss (~5) rounds to
+~5e-7, so a difference quotient carries ~5e-5 of noise: gradients below
+~1e-2 are compared in absolute terms (1e-4). The measured maxima are printed
+in the terminal summary.
 """
 import numpy as np
 import pytest
@@ -33,10 +35,9 @@ import nn_grad_reference as grad_ref
 SEEDS = (0, 1, 2)
 F32 = 1e-5
 F16 = 4e-3
-F16_REUSED = 1e-2
-FD_H = 3e-3
-FD_RTOL = 1e-2
-FD_ATOL = 1e-3
+FD_H = 1e-2
+FD_RTOL = 2e-2
+FD_ATOL = 1e-2
 
 TYPES = {np.float32: "f32", np.float16: "f16"}
 
@@ -88,10 +89,8 @@ def compare(numerics_report, key, actual, expected, tol):
     assert err <= tol, "%s: relative error %.3g > %.3g" % (key, err, tol)
 
 
-def tolerance(dtype, reused=False):
-    if dtype == np.float32:
-        return F32
-    return F16_REUSED if reused else F16
+def tolerance(dtype):
+    return F32 if dtype == np.float32 else F16
 
 
 # ---------------------------------------------------------------------------
@@ -244,7 +243,7 @@ def test_attention_grad(compile_model, numerics_report, case, dtype):
                                              scale=scale)
         for name, ex in zip(("dq", "dk", "dv"), expected):
             compare(numerics_report, "attention_grad %s %s" % (name, e),
-                    out[name], ex, tolerance(dtype, reused=True))
+                    out[name], ex, tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
