@@ -24,7 +24,9 @@ order); gelu: 1e-4 elementwise (see test_nn_ops.py), 1e-5 normwise after a
 matmul; f16: 4e-3.
 
 The jitter of moe.gate is reproduced exactly by `jitter_multipliers`, the
-formula documented in passes/ConvertMoEToLinalg.cpp.
+formula documented in passes/ConvertMoEToLinalg.cpp. Jitter is a training
+regulariser: models with it are compiled with `--routing=train`, since
+`forward` routes as in evaluation (no jitter) by default.
 
 The measured maxima are printed in the terminal summary.
 """
@@ -114,6 +116,10 @@ def run(model, **inputs):
     return out
 
 
+# Keeps the router jitter in forward (evaluation routing drops it).
+TRAIN_ROUTING = ("--routing=train",)
+
+
 def jitter_multipliers(seed, tokens, features, eps):
     """The multipliers u [T, D] that moe.gate draws for `seed` (the formula
     of passes/ConvertMoEToLinalg.cpp: splitmix64's finaliser of
@@ -169,7 +175,8 @@ def test_gate(compile_model, numerics_report, bias, jitter):
         body += SEED_PRELUDE
         op += " seed %%seed {jitter_eps = %s : f32}" % eps
     body += op + " : " + ", ".join(types)
-    model = compile_model(entry(args, [("logits", ttype([None, E]))], body))
+    model = compile_model(entry(args, [("logits", ttype([None, E]))], body),
+                          flags=TRAIN_ROUTING if jitter else ())
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
         for T in TOKENS:
@@ -199,7 +206,7 @@ def test_gate_jitter_statistics(compile_model):
     model = compile_model(entry(
         [("x", ttype([None, D])), ("w", ttype([D, D])),
          ("seed1", ttype([1], "i64"))],
-        [("logits", ttype([None, D]))], body))
+        [("logits", ttype([None, D]))], body), flags=TRAIN_ROUTING)
     T = 512
     x = np.ones((T, D), np.float32)
     w = np.eye(D, dtype=np.float32)
@@ -901,7 +908,8 @@ def test_layer(compile_model, numerics_report, name):
     routing, activation, E, k, options, attrs = LAYERS[name]
     D, F, S = 16, 32, 24
     model = compile_model(layer_text(routing, activation, E, k, options,
-                                     attrs, D, F, S))
+                                     attrs, D, F, S),
+                          flags=TRAIN_ROUTING if options.get("jitter") else ())
     gated = activation in GATED
     for seed in SEEDS:
         rng = np.random.default_rng(seed)
