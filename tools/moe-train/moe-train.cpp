@@ -21,7 +21,6 @@
 #include <fnmatch.h>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <unistd.h>
@@ -126,7 +125,6 @@ std::vector<std::string> splitList(const std::string &text) {
 
 Options parseOptions(int argc, char **argv) {
   Options o;
-  static const std::set<std::string> flags = {"--pack", "--quiet"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -390,8 +388,8 @@ private:
     return o.hasTemplate ? o.templateText.c_str() : nullptr;
   }
   ExtraInputs extraInputs(const std::string &entry);
-  void addExtras(const std::string &entry, const ExtraInputs &extras,
-                 moert::TensorList &inputs, int64_t step);
+  void addExtras(const ExtraInputs &extras, moert::TensorList &inputs,
+                 int64_t step);
   void setUpShapes();
   std::vector<std::string> frozenGlobs();
   moert::Batcher makeBatcher(const moert::Dataset &data, bool training);
@@ -441,8 +439,8 @@ ExtraInputs Trainer::extraInputs(const std::string &entry) {
   return extras;
 }
 
-void Trainer::addExtras(const std::string &entry, const ExtraInputs &extras,
-                        moert::TensorList &inputs, int64_t step) {
+void Trainer::addExtras(const ExtraInputs &extras, moert::TensorList &inputs,
+                        int64_t step) {
   for (size_t i = 0; i < extras.scalars.size(); ++i)
     inputs.add(extras.scalars[i].first,
                moert::Tensor::fromVector<double>({}, {extras.scalars[i].second})
@@ -452,7 +450,6 @@ void Trainer::addExtras(const std::string &entry, const ExtraInputs &extras,
                          {}, {static_cast<int64_t>(
                                  mix(o.seed ^ mix(static_cast<uint64_t>(
                                                   step))) >> 1)}));
-  (void)entry;
 }
 
 void Trainer::setUpShapes() {
@@ -583,7 +580,7 @@ Trainer::generate(const moert::Dataset &data,
       inputs.add("mask", moert::Tensor::fromVector<float>(
                              {batchSize, length},
                              std::vector<float>(tokens.size(), 0.0f)));
-      addExtras("forward", extras, inputs, 0);
+      addExtras(extras, inputs, 0);
       moert::Tensor logits =
           session.run("forward", inputs).at("logits").cast(MOE_F32);
       const float *data = logits.data<float>();
@@ -627,7 +624,7 @@ void Trainer::evaluateSet(int64_t step, const std::string &name,
   moert::Batcher batcher = makeBatcher(evalData, /*training=*/false);
   double lossSum = 0, tokenSum = 0;
   while (std::optional<moert::TensorList> batch = batcher.next()) {
-    addExtras("forward", extras, *batch, 0);
+    addExtras(extras, *batch, 0);
     moert::TensorList out = session.run("forward", *batch);
     moert::Tensor mask = batch->at("mask");
     double tokens = 0;
@@ -767,8 +764,7 @@ int Trainer::run() {
     moe_step_report report{};
     for (int64_t micro = 0; micro < o.accumulate; ++micro) {
       std::optional<moert::TensorList> batch = batcher.next();
-      addExtras("train_step", extras, *batch,
-                step * o.accumulate + micro);
+      addExtras(extras, *batch, step * o.accumulate + micro);
       moert::TensorList out = session.run("train_step", *batch);
       moert::Tensor loss = out.at("loss");
       try {
