@@ -363,22 +363,8 @@ struct LayerNormOpLowering : OpConversionPattern<LayerNormOp> {
     RankedTensorType type = rankedType(input);
     Type compute = computeType(type.getElementType());
     Value count = featureCount(rewriter, loc, input, compute);
-    Value sum = sumLastDim(rewriter, loc, input, {},
-                           [](OpBuilder &, Location, ValueRange args) -> Value {
-                             return args[0];
-                           });
-    // The variance is the mean of squared deviations from the mean (two
-    // passes), which does not cancel catastrophically like E[x^2] - E[x]^2.
-    auto deviation = [&](OpBuilder &b, Location loc, Value x, Value sum) {
-      Value mean = arith::DivFOp::create(b, loc, sum, count);
-      return arith::SubFOp::create(b, loc, x, mean);
-    };
-    Value squares =
-        sumLastDim(rewriter, loc, input, sum,
-                   [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-                     Value d = deviation(b, loc, args[0], args[1]);
-                     return arith::MulFOp::create(b, loc, d, d);
-                   });
+    Value sum, squares;
+    std::tie(sum, squares) = layerNormRowSums(rewriter, loc, input, count);
     Value epsilon =
         floatConst(rewriter, loc, compute, op.getEpsilon().convertToFloat());
     SmallVector<Value> inputs = {input, sum, squares, adaptor.getWeight()};
@@ -390,7 +376,7 @@ struct LayerNormOpLowering : OpConversionPattern<LayerNormOp> {
         normalizationMaps(type.getRank(), 2, bias ? 2 : 1, op.getContext()),
         tensor::getMixedSizes(rewriter, loc, input), type.getElementType(),
         [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          Value d = deviation(b, loc, args[0], args[1]);
+          Value d = deviationFromMean(b, loc, args[0], args[1], count);
           Value variance = arith::DivFOp::create(b, loc, args[2], count);
           Value stddev = math::SqrtOp::create(
               b, loc, arith::AddFOp::create(b, loc, variance, epsilon));

@@ -430,27 +430,23 @@ LogicalResult PermuteOp::inferReturnTypes(MLIRContext *,
 // ExpertFFNOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *,
-                                            std::optional<Location> location,
-                                            Adaptor adaptor,
-                                            SmallVectorImpl<Type> &inferred) {
-  ShapeChecker check(location, getOperationName());
-  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
-                adaptor.getOperands().size(),
-                {{0, "input"}, {1, "offsets"}, {2, "fc1"}, {3, "fc2"}});
-  if (!check.passed())
-    return failure();
+/// Checks the operands that moe.expert_ffn and moe.expert_ffn_grad share
+/// (rows, row plan offsets, weights, biases); returns the output size D_out,
+/// or nullopt once a diagnostic was reported.
+template <typename AdaptorT>
+static std::optional<int64_t> checkGroupedFFN(ShapeChecker &check,
+                                              AdaptorT adaptor) {
   checkRankedTensors(check, {{adaptor.getFc3(), "fc3"},
                              {adaptor.getFc1Bias(), "fc1_bias"},
                              {adaptor.getFc2Bias(), "fc2_bias"},
                              {adaptor.getFc3Bias(), "fc3_bias"}});
   if (!check.passed())
-    return failure();
+    return std::nullopt;
   Value input = adaptor.getInput(), offsets = adaptor.getOffsets();
   check.rank(input, "input", 2, "[R, D]");
   check.rank(offsets, "offsets", 1, "[E + 1]");
   if (!check.passed())
-    return failure();
+    return std::nullopt;
   Extent experts{"the number of experts", dimOf(offsets, 0), "offsets"};
   if (isStatic(experts.size) && experts.size < 2)
     check.fail("'offsets' must have E + 1 >= 2 entries, got ",
@@ -464,8 +460,26 @@ LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *,
       adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
       adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
   if (!check.passed())
+    return std::nullopt;
+  return outFeatures;
+}
+
+
+LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &inferred) {
+  ShapeChecker check(location, getOperationName());
+  checkSegments(check, adaptor.getProperties().operandSegmentSizes,
+                adaptor.getOperands().size(),
+                {{0, "input"}, {1, "offsets"}, {2, "fc1"}, {3, "fc2"}});
+  if (!check.passed())
     return failure();
-  inferred.push_back(RankedTensorType::get({dimOf(input, 0), outFeatures},
+  std::optional<int64_t> outFeatures = checkGroupedFFN(check, adaptor);
+  if (!outFeatures)
+    return failure();
+  Value input = adaptor.getInput();
+  inferred.push_back(RankedTensorType::get({dimOf(input, 0), *outFeatures},
                                            elementTypeOf(input)));
   return success();
 }
@@ -912,32 +926,12 @@ LogicalResult ExpertFFNGradOp::inferReturnTypes(
                  {4, "fc2"}});
   if (!check.passed())
     return failure();
-  checkRankedTensors(check, {{adaptor.getFc3(), "fc3"},
-                             {adaptor.getFc1Bias(), "fc1_bias"},
-                             {adaptor.getFc2Bias(), "fc2_bias"},
-                             {adaptor.getFc3Bias(), "fc3_bias"}});
-  if (!check.passed())
+  std::optional<int64_t> outFeatures = checkGroupedFFN(check, adaptor);
+  if (!outFeatures)
     return failure();
-  Value input = adaptor.getInput(), offsets = adaptor.getOffsets();
-  check.rank(input, "input", 2, "[R, D]");
-  check.rank(offsets, "offsets", 1, "[E + 1]");
-  if (!check.passed())
-    return failure();
-  Extent experts{"the number of experts", dimOf(offsets, 0), "offsets"};
-  if (isStatic(experts.size) && experts.size < 2)
-    check.fail("'offsets' must have E + 1 >= 2 entries, got ",
-               offsets.getType());
-  if (isStatic(experts.size))
-    experts.size -= 1;
-  Extent features{"the feature size D"};
-  features.match(check, input, "input", 1);
-  int64_t outFeatures = checkFFN(
-      check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
-      adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
-      adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
-  if (check.passed())
-    checkFFNResultGrad(check, adaptor.getResultGrad(), input, outFeatures,
-                       "[R, D_out]");
+  Value input = adaptor.getInput();
+  checkFFNResultGrad(check, adaptor.getResultGrad(), input, *outFeatures,
+                     "[R, D_out]");
   if (!check.passed())
     return failure();
   for (Value operand : {input, adaptor.getFc1(), adaptor.getFc2(),
@@ -958,29 +952,24 @@ static Value optionalGrad(ValueRange grads, ArrayRef<bool> present,
   return grads[llvm::count(present.take_front(position), true)];
 }
 
+/// Which of fc3, fc1_bias, fc2_bias, fc3_bias the op has, in the order of
+/// its optional gradients.
+static SmallVector<bool, 4> presentOptionals(ExpertFFNGradOp op) {
+  return {!!op.getFc3(), !!op.getFc1Bias(), !!op.getFc2Bias(),
+          !!op.getFc3Bias()};
+}
+
 Value ExpertFFNGradOp::getFc3Grad() {
-  return optionalGrad(getOptionalGrads(),
-                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
-                       !!getFc3Bias()},
-                      0);
+  return optionalGrad(getOptionalGrads(), presentOptionals(*this), 0);
 }
 Value ExpertFFNGradOp::getFc1BiasGrad() {
-  return optionalGrad(getOptionalGrads(),
-                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
-                       !!getFc3Bias()},
-                      1);
+  return optionalGrad(getOptionalGrads(), presentOptionals(*this), 1);
 }
 Value ExpertFFNGradOp::getFc2BiasGrad() {
-  return optionalGrad(getOptionalGrads(),
-                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
-                       !!getFc3Bias()},
-                      2);
+  return optionalGrad(getOptionalGrads(), presentOptionals(*this), 2);
 }
 Value ExpertFFNGradOp::getFc3BiasGrad() {
-  return optionalGrad(getOptionalGrads(),
-                      {!!getFc3(), !!getFc1Bias(), !!getFc2Bias(),
-                       !!getFc3Bias()},
-                      3);
+  return optionalGrad(getOptionalGrads(), presentOptionals(*this), 3);
 }
 
 LogicalResult CombineGradOp::inferReturnTypes(

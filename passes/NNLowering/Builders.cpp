@@ -311,6 +311,26 @@ Value featureCount(OpBuilder &b, Location loc, Value input, Type type) {
   return indexToFloat(b, loc, dimValue(b, loc, input, last), type);
 }
 
+Value deviationFromMean(OpBuilder &b, Location loc, Value x, Value sum,
+                        Value count) {
+  Value mean = arith::DivFOp::create(b, loc, sum, count);
+  return arith::SubFOp::create(b, loc, x, mean);
+}
+
+std::pair<Value, Value> layerNormRowSums(OpBuilder &b, Location loc,
+                                         Value input, Value count) {
+  Value sum = sumLastDim(
+      b, loc, input, {},
+      [](OpBuilder &, Location, ValueRange args) -> Value { return args[0]; });
+  Value squares =
+      sumLastDim(b, loc, input, sum,
+                 [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+                   Value d = deviationFromMean(b, loc, args[0], args[1], count);
+                   return arith::MulFOp::create(b, loc, d, d);
+                 });
+  return {sum, squares};
+}
+
 SmallVector<AffineMap> normalizationMaps(int64_t rank, int64_t rowValues,
                                          int64_t featureValues,
                                          MLIRContext *context) {

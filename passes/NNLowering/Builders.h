@@ -183,6 +183,16 @@ Value sumLastDim(OpBuilder &b, Location loc, Value input, ValueRange extras,
 /// The extent of the last dimension (the normalised features) as a float.
 Value featureCount(OpBuilder &b, Location loc, Value input, Type type);
 
+/// x - sum / count: an element's deviation from its row's mean.
+Value deviationFromMean(OpBuilder &b, Location loc, Value x, Value sum,
+                        Value count);
+
+/// Layer normalisation's row statistics over the last dimension, in two
+/// passes (which does not cancel catastrophically like E[x^2] - E[x]^2):
+/// the row sums, and the sums of squared deviations from the row means.
+std::pair<Value, Value> layerNormRowSums(OpBuilder &b, Location loc,
+                                         Value input, Value count);
+
 /// Maps of a normalisation's final generic: the input itself, per-row
 /// statistics, then per-feature parameters.
 SmallVector<AffineMap> normalizationMaps(int64_t rank, int64_t rowValues,

@@ -336,25 +336,14 @@ struct LayerNormGradOpLowering : OpConversionPattern<LayerNormGradOp> {
 
     // Mean and variance in two passes, as the forward lowering computes
     // them.
-    Value sum = sumLastDim(rewriter, loc, input, {},
-                           [](OpBuilder &, Location, ValueRange args) -> Value {
-                             return args[0];
-                           });
-    auto deviation = [&](OpBuilder &b, Location loc, Value x, Value sum) {
-      Value mean = arith::DivFOp::create(b, loc, sum, count);
-      return arith::SubFOp::create(b, loc, x, mean);
-    };
-    Value squares =
-        sumLastDim(rewriter, loc, input, sum,
-                   [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-                     Value d = deviation(b, loc, args[0], args[1]);
-                     return arith::MulFOp::create(b, loc, d, d);
-                   });
+    Value sum, squares;
+    std::tie(sum, squares) = layerNormRowSums(rewriter, loc, input, count);
     // xhat = (x - mean) r from the input and the two row statistics.
     auto normalized = [&](OpBuilder &b, Location loc, Value x, Value sum,
                           Value squares) {
       Value r = inverseRoot(b, loc, squares, count, epsilon);
-      return arith::MulFOp::create(b, loc, deviation(b, loc, x, sum), r);
+      return arith::MulFOp::create(b, loc,
+                                   deviationFromMean(b, loc, x, sum, count), r);
     };
 
     // Per row: sum(grad * weight) and sum(grad * weight * xhat).

@@ -360,9 +360,13 @@ private:
 
 /// The inputs of an entry point that moe-train provides besides the batch.
 struct ExtraInputs {
-  std::vector<std::pair<std::string, double>> scalars; // coefficients
-  std::vector<std::string> seeds;                      // i64 jitter seeds
-  std::vector<moe_dtype> scalarTypes;
+  struct Scalar {
+    std::string name;
+    double value;
+    moe_dtype dtype;
+  };
+  std::vector<Scalar> scalars;    // loss coefficients
+  std::vector<std::string> seeds; // 0-d i64 jitter seeds
 };
 
 class Trainer {
@@ -433,18 +437,16 @@ ExtraInputs Trainer::extraInputs(const std::string &entry) {
       throw moert::Error(MOE_STATUS_INVALID_ARGUMENT,
                          "'" + entry + "' input '" + name +
                              "' has a default but is not 0-d");
-    extras.scalars.emplace_back(name, value);
-    extras.scalarTypes.push_back(arg->dtype);
+    extras.scalars.push_back({name, value, arg->dtype});
   }
   return extras;
 }
 
 void Trainer::addExtras(const ExtraInputs &extras, moert::TensorList &inputs,
                         int64_t step) {
-  for (size_t i = 0; i < extras.scalars.size(); ++i)
-    inputs.add(extras.scalars[i].first,
-               moert::Tensor::fromVector<double>({}, {extras.scalars[i].second})
-                   .cast(extras.scalarTypes[i]));
+  for (const ExtraInputs::Scalar &scalar : extras.scalars)
+    inputs.add(scalar.name, moert::Tensor::fromVector<double>({}, {scalar.value})
+                                .cast(scalar.dtype));
   for (const std::string &name : extras.seeds)
     inputs.add(name, moert::Tensor::fromVector<int64_t>(
                          {}, {static_cast<int64_t>(
