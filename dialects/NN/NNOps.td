@@ -448,9 +448,20 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
 // Reductions
 //===----------------------------------------------------------------------===//
 
-def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
-    NN_Differentiable]> {
-  let summary = "sum over some dimensions";
+class NN_ReduceOp<string mnemonic, string what, list<Trait> traits = []>
+    : NN_Op<mnemonic, !listconcat([Pure, InferTypeWithDefaults], traits)> {
+  let summary = what # " over some dimensions";
+  let arguments = (ins NN_FloatTensor:$input, DenseI64ArrayAttr:$axes,
+      UnitAttr:$keep_dims);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input $axes attr-dict `:` type($input)";
+  let extraClassDeclaration = [{
+    /// `axes` counted from the front ([0, rank)), in the order written.
+    ::llvm::SmallVector<int64_t> getNormalizedAxes();
+  }];
+}
+
+def NN_ReduceSumOp : NN_ReduceOp<"reduce_sum", "sum", [NN_Differentiable]> {
   let description = [{
     Sums `input` over the dimensions listed in `axes` (negative values count
     from the end; each dimension at most once). The summed dimensions are
@@ -465,14 +476,290 @@ def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
     %r = nn.reduce_sum %x [-1] {keep_dims} : tensor<2x?x64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$input, DenseI64ArrayAttr:$axes,
-      UnitAttr:$keep_dims);
-  let results = (outs NN_FloatTensor:$result);
-  let assemblyFormat = "$input $axes attr-dict `:` type($input)";
-  let extraClassDeclaration = [{
-    /// `axes` counted from the front ([0, rank)), in the order written.
-    ::llvm::SmallVector<int64_t> getNormalizedAxes();
+}
+
+def NN_ReduceMeanOp : NN_ReduceOp<"reduce_mean", "mean", [NN_Differentiable]> {
+  let description = [{
+    The mean of `input` over the dimensions listed in `axes`, with the axes
+    and `keep_dims` of `nn.reduce_sum` (ONNX `ReduceMean`). f16 and bf16
+    inputs accumulate in f32.
+
+    Example:
+
+    ```mlir
+    %m = nn.reduce_mean %x [-1] {keep_dims} : tensor<2x?x64xf32>
+    ```
   }];
+}
+
+def NN_ReduceMaxOp : NN_ReduceOp<"reduce_max", "maximum"> {
+  let description = [{
+    The largest element of `input` over the dimensions listed in `axes`, with
+    the axes and `keep_dims` of `nn.reduce_sum` (ONNX `ReduceMax`). A NaN in
+    a reduced slice makes its result NaN.
+
+    Example:
+
+    ```mlir
+    %m = nn.reduce_max %x [1] : tensor<2x?x64xf32>
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor manipulation (what ONNX exports of transformers contain)
+//
+// These ops take any of the element types below so that masks (i1),
+// positions and indices (i32/i64) flow through the same ops as activations.
+// Extents that only the running program knows are `index` operands, one
+// per dynamic result dimension, as in `tensor.empty`.
+//===----------------------------------------------------------------------===//
+
+def NN_CompareAttr : I32EnumAttr<"ComparePredicate",
+    "an elementwise comparison", [
+      I32EnumAttrCase<"eq", 0>,
+      I32EnumAttrCase<"ne", 1>,
+      I32EnumAttrCase<"lt", 2>,
+      I32EnumAttrCase<"le", 3>,
+      I32EnumAttrCase<"gt", 4>,
+      I32EnumAttrCase<"ge", 5>
+    ]> {
+  let cppNamespace = "::moec::nn";
+}
+
+def NN_AnyTensor : RankedTensorOf<[F32, F16, BF16, I1, I32, I64]>;
+
+def NN_ConcatOp : NN_Op<"concat", [Pure, InferTypeWithDefaults]> {
+  let summary = "join tensors along one dimension";
+  let description = [{
+    Concatenates `inputs` (at least one, same rank and element type, equal
+    extents except along `axis`) along `axis` (negative counts from the
+    end), as ONNX `Concat`. The result extent along `axis` is the sum of the
+    inputs' (dynamic if any of them is); other extents are static where any
+    input's is.
+
+    Example:
+
+    ```mlir
+    %y = nn.concat %a, %b axis = -1 : tensor<2x?x8xf32>, tensor<2x?x8xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<NN_AnyTensor>:$inputs, I64Attr:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat =
+      "$inputs `axis` `=` $axis attr-dict `:` type($inputs)";
+  let hasVerifier = 1;
+}
+
+def NN_SliceOp : NN_Op<"slice", [Pure, InferTypeWithDefaults]> {
+  let summary = "strided slice with numpy/ONNX clamping";
+  let description = [{
+    One `starts`, `ends` and `steps` entry per dimension, with the semantics
+    of ONNX `Slice` (and numpy `x[start:end:step]`): negative `starts` and
+    `ends` count from the end of the dimension, then both are clamped to the
+    dimension (`[0, extent]` for positive steps, `[-1, extent - 1]` for
+    negative ones); `steps` are nonzero. An `end` of `INT64_MAX` (or
+    `INT64_MIN` with a negative step) means "through the last element". The
+    result extent is static wherever the input extent is, and where the
+    slice does not depend on the extent (non-negative start and end, step
+    1, and the input extent unknown is then treated as large enough: no,
+    dynamic) it is dynamic.
+
+    Example:
+
+    ```mlir
+    %h = nn.slice %x starts = [0, 0, 8] ends = [9223372036854775807, 9223372036854775807, 16]
+        steps = [1, 1, 1] : tensor<2x?x16xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, DenseI64ArrayAttr:$starts,
+      DenseI64ArrayAttr:$ends, DenseI64ArrayAttr:$steps);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `starts` `=` $starts `ends` `=` $ends `steps` `=` $steps attr-dict
+    `:` type($input)
+  }];
+}
+
+def NN_GatherOp : NN_Op<"gather", [Pure, InferTypeWithDefaults]> {
+  let summary = "take slices along one axis at the given indices";
+  let description = [{
+    ONNX `Gather` (numpy `take`): for `input` of shape `[d0, .., d(a-1), da,
+    d(a+1), ..]` and `indices` of shape `I`, the result has shape
+    `[d0, .., d(a-1)] + I + [d(a+1), ..]` and holds `input[.., indices[i],
+    ..]`. Negative indices count from the end of `axis`. Out-of-range indices
+    are clamped to the axis (ONNX leaves them undefined; clamping keeps every
+    read in bounds). `nn.embedding` is the rank-2, axis-0 case.
+
+    Example:
+
+    ```mlir
+    %last = nn.gather %h [%i] axis = 1 : tensor<2x?x64xf32>, tensor<i64>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, NN_IdTensor:$indices,
+      I64Attr:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `[` $indices `]` `axis` `=` $axis attr-dict `:` type($input) `,`
+    type($indices)
+  }];
+}
+
+def NN_WhereOp : NN_Op<"where", [Pure, InferTypeOpAdaptor]> {
+  let summary = "elementwise choice: condition ? true_value : false_value";
+  let description = [{
+    ONNX `Where`. The three operands broadcast together as in numpy;
+    `true_value` and `false_value` have one element type.
+
+    Example:
+
+    ```mlir
+    %m = nn.where %causal, %scores, %neg_inf
+        : tensor<?x?xi1>, tensor<2x4x?x?xf32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I1]>:$condition,
+      NN_AnyTensor:$true_value, NN_AnyTensor:$false_value);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $condition `,` $true_value `,` $false_value attr-dict `:`
+    type($condition) `,` type($true_value) `,` type($false_value)
+  }];
+}
+
+def NN_CompareOp : NN_Op<"compare", [Pure, InferTypeWithDefaults]> {
+  let summary = "elementwise comparison with numpy broadcasting";
+  let description = [{
+    `lhs <predicate> rhs` elementwise as `i1`; the operands have one element
+    type and broadcast as in numpy (ONNX `Equal`, `Less`, `Greater`, ...).
+    Floating-point comparisons are ordered: any comparison with NaN is false,
+    except `ne`, which is true.
+
+    Example:
+
+    ```mlir
+    %is_e = nn.compare eq %indices, %e : tensor<?x2xi64>, tensor<i64>
+    ```
+  }];
+  let arguments = (ins NN_CompareAttr:$predicate, NN_AnyTensor:$lhs,
+      NN_AnyTensor:$rhs);
+  let results = (outs RankedTensorOf<[I1]>:$result);
+  let assemblyFormat = [{
+    $predicate $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)
+  }];
+}
+
+def NN_CastOp : NN_Op<"cast", [Pure]> {
+  let summary = "elementwise conversion to another element type";
+  let description = [{
+    ONNX `Cast` between `f32`, `f16`, `bf16`, `i1`, `i32` and `i64`: floats
+    round to nearest even, float to integer truncates toward zero (saturating
+    at the integer range, NaN becomes 0), integers widen with sign or
+    truncate, anything to `i1` is `x != 0` and `i1` converts to 0 or 1. The
+    shape does not change.
+
+    Example:
+
+    ```mlir
+    %f = nn.cast %mask : tensor<?x?xi1> -> tensor<?x?xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def NN_ExpandOp : NN_Op<"expand", [Pure]> {
+  let summary = "broadcast a tensor to a larger shape";
+  let description = [{
+    numpy `broadcast_to`: `input` is aligned with the trailing dimensions of
+    the result; each of its extents is 1 (repeated) or equal to the result's.
+    `dynamic_sizes` holds one `index` per dynamic result dimension, in order.
+    ONNX `Expand` (after the importer has broadcast the requested shape with
+    the input's) and `ConstantOfShape` (expanding a 0-d constant) become this
+    op.
+
+    Example:
+
+    ```mlir
+    %m = nn.expand %row [%s] : tensor<1x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, Variadic<Index>:$dynamic_sizes);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input (`[` $dynamic_sizes^ `]`)? attr-dict `:` type($input) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_TopKOp : NN_Op<"topk", [Pure, InferTypeWithDefaults]> {
+  let summary = "the k largest (or smallest) elements along one axis";
+  let description = [{
+    ONNX `TopK` with a constant `k`: `values` holds the `k` largest elements
+    of every slice along `axis` (the smallest without `largest`), in order,
+    and `indices` (`i64`) their positions. Equal values keep the lower index
+    first; NaN counts as larger than every number. `k` must not exceed
+    the extent of `axis`; the verifier checks a static extent, and a dynamic
+    one is the producer's promise (the importer only emits `topk` on
+    expert axes, which are static).
+
+    Example:
+
+    ```mlir
+    %v, %i = nn.topk %probs top 2 axis = -1 : tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+      ConfinedAttr<I64Attr, [IntPositive]>:$k,
+      DefaultValuedAttr<I64Attr, "-1">:$axis,
+      DefaultValuedAttr<BoolAttr, "true">:$largest);
+  let results = (outs NN_FloatTensor:$values, RankedTensorOf<[I64]>:$indices);
+  let assemblyFormat = "$input `top` $k attr-dict `:` type($input)";
+}
+
+def NN_IotaOp : NN_Op<"iota", [Pure]> {
+  let summary = "0, 1, 2, ... along a 1-d tensor";
+  let description = [{
+    A 1-d tensor whose element `i` is `i`, converted to the result's element
+    type. A dynamic extent comes from the one `index` operand. The importer
+    builds ONNX `Range(start, limit, delta)` as `start + delta * iota(n)`
+    with `n = max(ceil((limit - start) / delta), 0)`.
+
+    Example:
+
+    ```mlir
+    %positions = nn.iota [%seq] : tensor<?xi64>
+    ```
+  }];
+  let arguments = (ins Variadic<Index>:$dynamic_sizes);
+  let results = (outs RankedTensorOf<[F32, F16, BF16, I32, I64]>:$result);
+  let assemblyFormat =
+      "(`[` $dynamic_sizes^ `]`)? attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
+  let summary = "keep the lower (or upper) triangle of the trailing matrices";
+  let description = [{
+    ONNX `Trilu`: for every matrix in the last two dimensions, elements
+    `(i, j)` with `j - i <= diagonal` are kept (`j - i >= diagonal` with
+    `upper`) and the others are zero (false for `i1`).
+
+    Example:
+
+    ```mlir
+    %causal = nn.trilu %ones {diagonal = 0 : i64} : tensor<?x?xi1>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input,
+      DefaultValuedAttr<I64Attr, "0">:$diagonal, UnitAttr:$upper);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
 //===----------------------------------------------------------------------===//
