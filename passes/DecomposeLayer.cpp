@@ -83,7 +83,9 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
   Value expertRows = ExpertFFNOp::create(
       rewriter, loc, rows, offsets, layer.getFc1(), layer.getFc2(),
       layer.getFc3(), layer.getFc1Bias(), layer.getFc2Bias(),
-      layer.getFc3Bias(), layer.getActivationAttr());
+      layer.getFc3Bias(), layer.getActivationAttr(),
+      layer.getSwigluAlphaAttr(), layer.getSwigluBetaAttr(),
+      layer.getSwigluLimitAttr());
 
   // The shared expert's output seeds the accumulator, so combine adds the
   // routed experts on top of it without a separate add.

@@ -34,6 +34,13 @@ inline constexpr llvm::StringLiteral kGroupsAttr = "moe.groups";
 /// jitter and uses the training capacity factor.
 inline constexpr llvm::StringLiteral kTrainingAttr = "moe.training";
 
+/// Activations that multiply the activated fc1 projection by the fc3
+/// projection, and so need the fc3 weights.
+inline bool isGated(Activation activation) {
+  return activation == Activation::swiglu || activation == Activation::geglu ||
+         activation == Activation::geglu_tanh;
+}
+
 /// Roles an entry-point argument (isResult = false) or result may have; the
 /// first is the default.
 llvm::ArrayRef<llvm::StringLiteral> entryRoles(bool isResult);

@@ -92,7 +92,10 @@ def MoE_Activation : I32EnumAttr<"Activation",
       I32EnumAttrCase<"gelu_tanh", 2>,
       I32EnumAttrCase<"silu", 3>,
       I32EnumAttrCase<"swiglu", 4>,
-      I32EnumAttrCase<"geglu", 5>
+      I32EnumAttrCase<"geglu", 5>,
+      I32EnumAttrCase<"identity", 6>,
+      I32EnumAttrCase<"relu2", 7>,
+      I32EnumAttrCase<"geglu_tanh", 8>
     ]> {
   let cppNamespace = "::moec::moe";
 }

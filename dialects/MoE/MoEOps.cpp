@@ -8,7 +8,10 @@
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/Support/MathExtras.h"
 
+#include <cmath>
 #include <limits>
+#include <optional>
+#include <tuple>
 
 using namespace mlir;
 using namespace moec;
@@ -36,10 +39,6 @@ std::optional<double> capacityFactorOf(FloatAttr attr) {
 
 RankedTensorType i32Vector(MLIRContext *context, int64_t n) {
   return RankedTensorType::get({n}, IntegerType::get(context, 32));
-}
-
-bool isGated(Activation activation) {
-  return activation == Activation::swiglu || activation == Activation::geglu;
 }
 
 /// An extent that several operands must agree on (E, D, F, ...). The first
@@ -126,7 +125,8 @@ int64_t checkFFN(ShapeChecker &check, bool grouped, Extent experts,
                "' is gated and needs the '", fc3Name, "' weights");
   if (!isGated(activation) && fc3)
     check.fail("'", fc3Name,
-               "' is used only by gated activations (swiglu, geglu), not by '",
+               "' is used only by gated activations (swiglu, geglu, "
+               "geglu_tanh), not by '",
                stringifyActivation(activation), "'");
   if (fc3Bias && !fc3)
     check.fail("'", fc3BiasName, "' needs '", fc3Name, "'");
@@ -159,6 +159,35 @@ int64_t checkFFN(ShapeChecker &check, bool grouped, Extent experts,
   hidden.match(check, fc3Bias, fc3BiasName, lead);
   outFeatures.match(check, fc2Bias, fc2BiasName, lead);
   return outFeatures.size;
+}
+
+/// Checks SwiGLU's parameters (moe.expert_ffn, moe.expert_ffn_grad,
+/// moe.layer): values other than the defaults (alpha 1, beta 0, no limit)
+/// belong to the swiglu activation only, and they must be finite (ODS checks
+/// that the limit is positive). Default-valued attributes are filled in when
+/// absent, so their values, not their presence, tell whether they were set.
+template <typename AdaptorT>
+void checkSwiGLUParameters(ShapeChecker &check, AdaptorT adaptor) {
+  Activation activation = adaptor.getActivation();
+  double alpha = adaptor.getSwigluAlpha().convertToDouble(),
+         beta = adaptor.getSwigluBeta().convertToDouble();
+  std::optional<double> limit;
+  if (FloatAttr attr = adaptor.getSwigluLimitAttr())
+    limit = attr.getValueAsDouble();
+  for (auto [value, isDefault, name] :
+       {std::tuple<double, bool, StringRef>{alpha, alpha == 1.0,
+                                            "swiglu_alpha"},
+        {beta, beta == 0.0, "swiglu_beta"},
+        {limit.value_or(0.0), !limit, "swiglu_limit"}}) {
+    if (isDefault)
+      continue;
+    if (activation != Activation::swiglu)
+      check.fail("'", name, "' = ", value,
+                 " is a parameter of the swiglu activation, not of '",
+                 stringifyActivation(activation), "'");
+    else if (!std::isfinite(value))
+      check.fail("'", name, "' must be finite, got ", value);
+  }
 }
 
 /// Checks the token-choice attributes against the experts, which are the
@@ -459,6 +488,7 @@ static std::optional<int64_t> checkGroupedFFN(ShapeChecker &check,
       check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
       adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
       adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
+  checkSwiGLUParameters(check, adaptor);
   if (!check.passed())
     return std::nullopt;
   return outFeatures;
@@ -654,6 +684,7 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
       check, /*grouped=*/true, experts, features, input, adaptor.getFc1(),
       adaptor.getFc2(), adaptor.getFc3(), adaptor.getFc1Bias(),
       adaptor.getFc2Bias(), adaptor.getFc3Bias(), adaptor.getActivation());
+  checkSwiGLUParameters(check, adaptor);
 
   Value sharedFc1 = adaptor.getSharedFc1(), sharedFc2 = adaptor.getSharedFc2();
   if (!sharedFc1 != !sharedFc2)
@@ -661,6 +692,14 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
   else if (!sharedFc1 && (adaptor.getSharedFc3() || adaptor.getSharedGate()))
     check.fail("'shared_fc3' and 'shared_gate' need 'shared_fc1' and "
                "'shared_fc2'");
+  // moe.shared_expert has no SwiGLU parameters: a layer that gave them to
+  // its routed experts only would silently differ from its shared expert.
+  if (sharedFc1 && (!adaptor.getSwigluAlpha().isExactlyValue(1.0) ||
+                    !adaptor.getSwigluBeta().isZero() ||
+                    adaptor.getSwigluLimitAttr()))
+    check.fail("the SwiGLU parameters ('swiglu_alpha', 'swiglu_beta', "
+               "'swiglu_limit') are not supported with a shared expert "
+               "('shared_fc1')");
   if (sharedFc1 && check.passed()) {
     int64_t sharedOut =
         checkFFN(check, /*grouped=*/false, Extent(), features, input, sharedFc1,

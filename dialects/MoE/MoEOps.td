@@ -235,21 +235,36 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
     `input` (`[R, D]`):
 
     ```
-    h = act(x @ fc1[e] + fc1_bias[e])                    relu, gelu, gelu_tanh, silu
-    h = act(x @ fc1[e] + fc1_bias[e]) * (x @ fc3[e] + fc3_bias[e])   swiglu (act = silu), geglu (act = exact gelu)
+    g = x @ fc1[e] + fc1_bias[e],  l = x @ fc3[e] + fc3_bias[e]
+    h = act(g)                     relu, relu2, gelu, gelu_tanh, silu, identity
+    h = act(g) * l                 geglu (exact gelu), geglu_tanh (gelu_tanh)
+    h = G * sigmoid(alpha * G) * (L + beta)                     swiglu
+        G = min(g, limit),  L = clamp(l, -limit, limit)
     y = h @ fc2[e] + fc2_bias[e]
     ```
 
     with `fc1`, `fc3` of shape `[E, D, F]` and `fc2` of shape `[E, F, D_out]`;
     biases are `[E, F]` (fc1, fc3) and `[E, D_out]` (fc2) and all are
-    optional. The gated activations need `fc3`; the others must not have it.
-    Rows past `offsets[E]` are zero. This is the grouped GEMM that codegen
-    tiles per expert segment.
+    optional. `relu2` is the squared ReLU `relu(g)^2` and `identity` is
+    `h = g`. The gated activations (swiglu, geglu, geglu_tanh) need `fc3`;
+    the others must not have it. Rows past `offsets[E]` are zero. This is
+    the grouped GEMM that codegen tiles per expert segment.
+
+    SwiGLU's parameters (those of onnxruntime's `com.microsoft.MoE`, e.g.
+    gpt-oss) are attributes allowed with `swiglu` only: `swiglu_alpha`
+    (default 1), `swiglu_beta` (default 0) and `swiglu_limit` (positive;
+    absent means no clamp). The defaults are the plain SwiGLU
+    `silu(g) * l`. Gradients do not pass where the limit clips (a clipped
+    `g` or `l` is constant).
 
     Example:
 
     ```mlir
     %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<8x64x128xf32>
+        : tensor<?x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+    %ys2 = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<8x64x128xf32>
+        {swiglu_alpha = 1.702 : f32, swiglu_beta = 1.0 : f32,
+         swiglu_limit = 7.0 : f32}
         : tensor<?x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
     ```
   }];
@@ -257,7 +272,10 @@ def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
       MoE_FloatTensor:$fc1, MoE_FloatTensor:$fc2,
       Optional<MoE_FloatTensor>:$fc3, Optional<MoE_FloatTensor>:$fc1_bias,
       Optional<MoE_FloatTensor>:$fc2_bias, Optional<MoE_FloatTensor>:$fc3_bias,
-      MoE_Activation:$activation);
+      MoE_Activation:$activation,
+      DefaultValuedAttr<F32Attr, "1.0">:$swiglu_alpha,
+      DefaultValuedAttr<F32Attr, "0.0">:$swiglu_beta,
+      OptionalAttr<ConfinedAttr<F32Attr, [MoE_FloatPositive]>>:$swiglu_limit);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $activation $input `,` $offsets `,` $fc1 `,` $fc2
@@ -420,10 +438,12 @@ def MoE_LayerOp : MoE_Op<"layer",
     The router is `router_weight` (`[D, E]`) with optional `router_bias`
     (`[E]`, added to the logits); `selection_bias` (`[E]`) is DeepSeek-V3's
     selection-only bias. Experts are `fc1`, `fc2` and optional `fc3` and
-    biases, exactly as in `moe.expert_ffn`. Optional `shared_fc1`,
-    `shared_fc2`, `shared_fc3` and `shared_gate` describe a shared expert
-    as in `moe.shared_expert` (same activation). `seed` enables router
-    jitter when `jitter_eps > 0`.
+    biases, with the activation and SwiGLU parameters (`swiglu_alpha`,
+    `swiglu_beta`, `swiglu_limit`) exactly as in `moe.expert_ffn`. Optional
+    `shared_fc1`, `shared_fc2`, `shared_fc3` and `shared_gate` describe a
+    shared expert as in `moe.shared_expert` (same activation; it has no
+    SwiGLU parameters, so a layer with a shared expert takes none). `seed`
+    enables router jitter when `jitter_eps > 0`.
 
     Attributes select the routing (`token_choice` with `k`, `score`,
     `normalize`, `num_groups`, `topk_groups`, `scaling_factor`, and an
@@ -470,7 +490,10 @@ def MoE_LayerOp : MoE_Op<"layer",
       OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$capacity_factor,
       UnitAttr:$batch_prioritized,
       DefaultValuedAttr<F32Attr, "0.0">:$jitter_eps,
-      OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$eval_capacity_factor);
+      OptionalAttr<ConfinedAttr<F64Attr, [MoE_FloatPositive]>>:$eval_capacity_factor,
+      DefaultValuedAttr<F32Attr, "1.0">:$swiglu_alpha,
+      DefaultValuedAttr<F32Attr, "0.0">:$swiglu_beta,
+      OptionalAttr<ConfinedAttr<F32Attr, [MoE_FloatPositive]>>:$swiglu_limit);
   let results = (outs MoE_FloatTensor:$output, MoE_Scalar:$aux_loss,
       MoE_Scalar:$z_loss, RankedTensorOf<[I64]>:$tokens_per_expert,
       MoE_Counter:$dropped);
@@ -656,7 +679,8 @@ def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
     gradients of its floating point operands: `input_grad` (`[R, D]`, zero
     past `offsets[E]`), `fc1_grad`, `fc2_grad`, then `optional_grads`: one
     gradient for each of `fc3`, `fc1_bias`, `fc2_bias`, `fc3_bias` that is
-    present, in that order. For each expert `e` and its row segment, with
+    present, in that order. The activation and SwiGLU parameters are those
+    of the forward op. For each expert `e` and its row segment, with
     `a1 = x @ fc1[e] + fc1_bias[e]`, `a3 = x @ fc3[e] + fc3_bias[e]` and
     `h` the activation's output:
 
@@ -664,6 +688,9 @@ def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
     dh = dy @ fc2[e]^T
     da1 = dh * a3 * act'(a1)   (gated),   dh * act'(a1)   (otherwise)
     da3 = dh * act(a1)
+    swiglu with parameters (G, L as in moe.expert_ffn, s = sigmoid(alpha G)):
+    da1 = dh * (L + beta) * s * (1 + alpha G (1 - s))   where a1 <= limit, else 0
+    da3 = dh * G * s                                    where |a3| <= limit, else 0
     dx = da1 @ fc1[e]^T + da3 @ fc3[e]^T
     fc1_grad[e] = x^T @ da1,  fc3_grad[e] = x^T @ da3,  fc2_grad[e] = h^T @ dy
     bias gradients: column sums of da1, dy, da3 over the segment
@@ -685,7 +712,10 @@ def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
       MoE_I32Tensor:$offsets, MoE_FloatTensor:$fc1, MoE_FloatTensor:$fc2,
       Optional<MoE_FloatTensor>:$fc3, Optional<MoE_FloatTensor>:$fc1_bias,
       Optional<MoE_FloatTensor>:$fc2_bias, Optional<MoE_FloatTensor>:$fc3_bias,
-      MoE_Activation:$activation);
+      MoE_Activation:$activation,
+      DefaultValuedAttr<F32Attr, "1.0">:$swiglu_alpha,
+      DefaultValuedAttr<F32Attr, "0.0">:$swiglu_beta,
+      OptionalAttr<ConfinedAttr<F32Attr, [MoE_FloatPositive]>>:$swiglu_limit);
   let results = (outs MoE_FloatTensor:$input_grad, MoE_FloatTensor:$fc1_grad,
       MoE_FloatTensor:$fc2_grad, Variadic<MoE_FloatTensor>:$optional_grads);
   let assemblyFormat = [{

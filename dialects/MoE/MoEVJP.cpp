@@ -181,7 +181,8 @@ LogicalResult ExpertFFNOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
   auto grad = ExpertFFNGradOp::create(
       b, getLoc(), resultGrads[0], getInput(), getOffsets(), getFc1(),
       getFc2(), getFc3(), getFc1Bias(), getFc2Bias(), getFc3Bias(),
-      getActivationAttr());
+      getActivationAttr(), getSwigluAlphaAttr(), getSwigluBetaAttr(),
+      getSwigluLimitAttr());
   slots.set(kInput, grad.getInputGrad());
   slots.set(kFc1, grad.getFc1Grad());
   slots.set(kFc2, grad.getFc2Grad());

@@ -226,18 +226,41 @@ Value sigmoid(IB &b, Value x) {
                                arith::AddFOp::create(b, cF32(b, 1.0), e));
 }
 
-bool isGated(moe::Activation activation) {
-  return activation == moe::Activation::swiglu ||
-         activation == moe::Activation::geglu;
+namespace {
+/// G = min(z1, limit), swiglu's clamp of the gate projection.
+Value clampedGate(IB &b, Value z1, const FFNActivation &activation) {
+  if (!activation.swigluLimit)
+    return z1;
+  return arith::MinimumFOp::create(b, z1, cF32(b, *activation.swigluLimit));
 }
 
-Value activate(IB &b, Value x, moe::Activation activation) {
-  switch (activation) {
+/// alpha * G, the argument of swiglu's sigmoid (G itself for alpha = 1, so
+/// that plain SwiGLU stays x * sigmoid(x)).
+Value sigmoidArgument(IB &b, Value gate, const FFNActivation &activation) {
+  if (activation.swigluAlpha == 1.0)
+    return gate;
+  return arith::MulFOp::create(b, cF32(b, activation.swigluAlpha), gate);
+}
+} // namespace
+
+Value activate(IB &b, Value z1, const FFNActivation &activation) {
+  Value x = z1;
+  switch (activation.kind) {
   case moe::Activation::relu:
     return arith::MaximumFOp::create(b, x, cF32(b, 0.0));
+  case moe::Activation::relu2: {
+    Value positive = arith::MaximumFOp::create(b, x, cF32(b, 0.0));
+    return arith::MulFOp::create(b, positive, positive);
+  }
+  case moe::Activation::identity:
+    return x;
   case moe::Activation::silu:
-  case moe::Activation::swiglu:
     return arith::MulFOp::create(b, x, sigmoid(b, x));
+  case moe::Activation::swiglu: {
+    Value gate = clampedGate(b, x, activation);
+    return arith::MulFOp::create(
+        b, gate, sigmoid(b, sigmoidArgument(b, gate, activation)));
+  }
   case moe::Activation::gelu:
   case moe::Activation::geglu: {
     // x * Phi(x) = x * 0.5 * (1 + erf(x / sqrt(2))). math.erf has no LLVM
@@ -250,7 +273,8 @@ Value activate(IB &b, Value x, moe::Activation activation) {
         b, cF32(b, 0.5), arith::AddFOp::create(b, cF32(b, 1.0), erf));
     return arith::MulFOp::create(b, x, phi);
   }
-  case moe::Activation::gelu_tanh: {
+  case moe::Activation::gelu_tanh:
+  case moe::Activation::geglu_tanh: {
     // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))), evaluated
     // in the reference's order.
     Value cube = arith::MulFOp::create(
@@ -269,20 +293,38 @@ Value activate(IB &b, Value x, moe::Activation activation) {
   llvm_unreachable("unknown activation");
 }
 
-Value activateGrad(IB &b, Value x, moe::Activation activation) {
+Value activateGrad(IB &b, Value z1, const FFNActivation &activation) {
   auto mul = [&](Value l, Value r) { return arith::MulFOp::create(b, l, r); };
   auto add = [&](Value l, Value r) { return arith::AddFOp::create(b, l, r); };
   auto sub = [&](Value l, Value r) { return arith::SubFOp::create(b, l, r); };
+  Value x = z1;
   Value one = cF32(b, 1.0);
-  switch (activation) {
+  switch (activation.kind) {
   case moe::Activation::relu:
     return arith::UIToFPOp::create(
         b, b.getF32Type(), cmpF(b, arith::CmpFPredicate::OGT, x, cF32(b, 0.0)));
-  case moe::Activation::silu:
-  case moe::Activation::swiglu: {
+  case moe::Activation::relu2:
+    // d/dx relu(x)^2 = 2 relu(x).
+    return mul(cF32(b, 2.0), arith::MaximumFOp::create(b, x, cF32(b, 0.0)));
+  case moe::Activation::identity:
+    return one;
+  case moe::Activation::silu: {
     // d/dx x s(x) = s (1 + x (1 - s)).
     Value s = sigmoid(b, x);
     return mul(s, add(one, mul(x, sub(one, s))));
+  }
+  case moe::Activation::swiglu: {
+    // d/dG G s(a G) = s (1 + a G (1 - s)) with s = s(a G), and 0 where
+    // G = min(x, limit) is clipped.
+    Value scaled = sigmoidArgument(b, clampedGate(b, x, activation), activation);
+    Value s = sigmoid(b, scaled);
+    Value slope = mul(s, add(one, mul(scaled, sub(one, s))));
+    if (!activation.swigluLimit)
+      return slope;
+    return select(b,
+                  cmpF(b, arith::CmpFPredicate::OLE, x,
+                       cF32(b, *activation.swigluLimit)),
+                  slope, cF32(b, 0.0));
   }
   case moe::Activation::gelu:
   case moe::Activation::geglu: {
@@ -295,7 +337,8 @@ Value activateGrad(IB &b, Value x, moe::Activation activation) {
         math::ExpOp::create(b, mul(cF32(b, -0.5), mul(x, x))));
     return add(phiCdf, mul(x, density));
   }
-  case moe::Activation::gelu_tanh: {
+  case moe::Activation::gelu_tanh:
+  case moe::Activation::geglu_tanh: {
     // y = 0.5 x (1 + t), t = tanh(c (x + a x^3)):
     // y' = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
     double c = std::sqrt(2.0 / M_PI), a = 0.044715;
@@ -308,6 +351,28 @@ Value activateGrad(IB &b, Value x, moe::Activation activation) {
   }
   }
   llvm_unreachable("unknown activation");
+}
+
+Value gatedFactor(IB &b, Value z3, const FFNActivation &activation) {
+  Value factor = z3;
+  if (activation.swigluLimit) {
+    double limit = *activation.swigluLimit;
+    factor = arith::MaximumFOp::create(
+        b, arith::MinimumFOp::create(b, factor, cF32(b, limit)),
+        cF32(b, -limit));
+  }
+  if (activation.swigluBeta != 0.0)
+    factor = arith::AddFOp::create(b, factor, cF32(b, activation.swigluBeta));
+  return factor;
+}
+
+Value gatedFactorGrad(IB &b, Value z3, Value factorGrad,
+                      const FFNActivation &activation) {
+  if (!activation.swigluLimit)
+    return factorGrad;
+  Value inside = cmpF(b, arith::CmpFPredicate::OLE, math::AbsFOp::create(b, z3),
+                      cF32(b, *activation.swigluLimit));
+  return select(b, inside, factorGrad, cF32(b, 0.0));
 }
 
 } // namespace moec::lowering

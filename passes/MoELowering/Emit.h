@@ -18,6 +18,8 @@
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/ADT/SmallVector.h"
 
+#include <optional>
+
 namespace moec::lowering {
 
 using mlir::AffineMap;
@@ -142,12 +144,40 @@ Value transposed(IB &b, Value matrix);
 //===----------------------------------------------------------------------===//
 
 Value sigmoid(IB &b, Value x);
-/// The pre-gating activation of an expert FFN (silu for swiglu, exact gelu
-/// for geglu).
-Value activate(IB &b, Value x, moe::Activation activation);
-/// The derivative of `activate` at x.
-Value activateGrad(IB &b, Value x, moe::Activation activation);
-bool isGated(moe::Activation activation);
+
+/// An expert FFN's activation with the SwiGLU parameters of moe.expert_ffn
+/// (the defaults, plain SwiGLU, for every other op and activation). The
+/// hidden value of the pre-activations z1 = x @ fc1 + b1 and, when gated,
+/// z3 = x @ fc3 + b3 is activate(z1) * gatedFactor(z3).
+struct FFNActivation {
+  moe::Activation kind;
+  double swigluAlpha = 1.0, swigluBeta = 0.0;
+  std::optional<double> swigluLimit;
+};
+
+/// The activation of moe.expert_ffn and moe.expert_ffn_grad.
+template <typename OpT> FFNActivation ffnActivationOf(OpT op) {
+  FFNActivation activation{op.getActivation(),
+                           op.getSwigluAlpha().convertToDouble(),
+                           op.getSwigluBeta().convertToDouble(),
+                           std::nullopt};
+  if (mlir::FloatAttr limit = op.getSwigluLimitAttr())
+    activation.swigluLimit = limit.getValueAsDouble();
+  return activation;
+}
+
+/// The activation of z1: silu, exact gelu and gelu_tanh for the gated
+/// activations, G * sigmoid(alpha * G) with G = min(z1, limit) for swiglu.
+Value activate(IB &b, Value z1, const FFNActivation &activation);
+/// The derivative of `activate` at z1 (0 where the limit clips z1).
+Value activateGrad(IB &b, Value z1, const FFNActivation &activation);
+/// The factor that gates the activation: clamp(z3, -limit, limit) + beta,
+/// that is z3 itself without SwiGLU parameters.
+Value gatedFactor(IB &b, Value z3, const FFNActivation &activation);
+/// The gradient of z3 from `factorGrad`, that of gatedFactor(z3): 0 where
+/// the limit clips z3.
+Value gatedFactorGrad(IB &b, Value z3, Value factorGrad,
+                      const FFNActivation &activation);
 
 } // namespace moec::lowering
 

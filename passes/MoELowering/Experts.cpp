@@ -35,7 +35,7 @@ RankedTensorType tensorType(Value value) {
 /// which would bring the copy back.
 Value ffn(IB &b, Value x, Value n, Value fc1, Value fc2, Value fc3,
           Value fc1Bias, Value fc2Bias, Value fc3Bias,
-          moe::Activation activation, Value dest, bool destIsZero) {
+          const FFNActivation &activation, Value dest, bool destIsZero) {
   Type element = tensorType(dest).getElementType();
   Value hidden = dim(b, fc1, 1), out = dim(b, fc2, 1);
   Value h1 = matmulF32(b, x, fc1, n, hidden);
@@ -63,7 +63,8 @@ Value ffn(IB &b, Value x, Value n, Value fc1, Value fc2, Value fc3,
           Value linear = args[i3];
           if (b3 >= 0)
             linear = arith::AddFOp::create(nb, linear, toF32(nb, args[b3]));
-          v = arith::MulFOp::create(nb, v, linear);
+          v = arith::MulFOp::create(nb, v,
+                                    gatedFactor(nb, linear, activation));
         }
         return v;
       });
@@ -165,7 +166,7 @@ SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op) {
                        expertSlice(fc2, hidden, out),
                        expertSlice(fc3, features, hidden),
                        biasSlice(fc1Bias, hidden), biasSlice(fc2Bias, out),
-                       biasSlice(fc3Bias, hidden), op.getActivation(), dest,
+                       biasSlice(fc3Bias, hidden), ffnActivationOf(op), dest,
                        /*destIsZero=*/true);
         return SmallVector<Value>{insertSlice(eb, ys, it[0], {lo, zero},
                                               {n, out})};
@@ -242,12 +243,13 @@ SmallVector<Value> lowerSharedExpert(IB &b, moe::SharedExpertOp op) {
   RankedTensorType type = op.getResult().getType();
   Type element = type.getElementType();
   Value tokens = dim(b, x, 0), out = dim(b, op.getFc2(), 1);
+  FFNActivation activation{op.getActivation()};
   if (!gate)
     return {ffn(b, x, tokens, op.getFc1(), op.getFc2(), op.getFc3(), Value(),
-                Value(), Value(), op.getActivation(),
-                empty(b, type, {tokens, out}), /*destIsZero=*/false)};
+                Value(), Value(), activation, empty(b, type, {tokens, out}),
+                /*destIsZero=*/false)};
   Value y = ffn(b, x, tokens, op.getFc1(), op.getFc2(), op.getFc3(), Value(),
-                Value(), Value(), op.getActivation(),
+                Value(), Value(), activation,
                 empty(b, withElement(type, b.getF32Type()), {tokens, out}),
                 /*destIsZero=*/false);
   // Per-token gate sigmoid(x @ gate), [T, 1].

@@ -160,17 +160,19 @@ Hidden hiddenOf(IB &b, Value x, Value n, const FFNWeights &w) {
 }
 
 /// The activation output h = act(z1) (* z3), [n, F] f32.
-Value activations(IB &b, const Hidden &h, moe::Activation activation) {
+Value activations(IB &b, const Hidden &h, const FFNActivation &activation) {
   return h.map(b, {}, [&](IB &nb, Value z1, Value z3, ValueRange) {
     Value v = activate(nb, z1, activation);
-    return z3 ? arith::MulFOp::create(nb, v, z3) : v;
+    return z3 ? arith::MulFOp::create(nb, v, gatedFactor(nb, z3, activation))
+              : v;
   });
 }
 
 /// Backward of the FFN y = act(x @ fc1 + b1) (* (x @ fc3 + b3)) @ fc2 + b2
 /// on the rows x [n, D] with the output gradient dy [n, D_out].
 FFNGrads ffnBackward(IB &b, Value x, Value dy, Value n, const FFNWeights &w,
-                     moe::Activation activation, const FFNWanted &want) {
+                     const FFNActivation &activation,
+                     const FFNWanted &want) {
   FFNGrads grads;
   Value features = dim(b, x, 1), out = dim(b, w.fc2, 1);
   Hidden h = hiddenOf(b, x, n, w);
@@ -191,11 +193,16 @@ FFNGrads ffnBackward(IB &b, Value x, Value dy, Value n, const FFNWeights &w,
     da1 = h.map(b, {dh}, [&](IB &nb, Value z1, Value z3, ValueRange args) {
       Value v = arith::MulFOp::create(nb, args[0],
                                       activateGrad(nb, z1, activation));
-      return z3 ? arith::MulFOp::create(nb, v, z3) : v;
+      return z3 ? arith::MulFOp::create(nb, v,
+                                        gatedFactor(nb, z3, activation))
+                : v;
     });
   if (needA3)
-    da3 = h.map(b, {dh}, [&](IB &nb, Value z1, Value, ValueRange args) {
-      return arith::MulFOp::create(nb, args[0], activate(nb, z1, activation));
+    da3 = h.map(b, {dh}, [&](IB &nb, Value z1, Value z3, ValueRange args) {
+      return gatedFactorGrad(
+          nb, z3,
+          arith::MulFOp::create(nb, args[0], activate(nb, z1, activation)),
+          activation);
     });
   Value xT = (want.fc1 || want.fc3) ? transposed(b, x) : Value();
   if (want.fc1)
@@ -532,7 +539,7 @@ SmallVector<Value> lowerExpertFFNGrad(IB &b, moe::ExpertFFNGradOp op) {
                            ofExpert(op.getFc3()),     ofExpert(op.getFc1Bias()),
                            ofExpert(op.getFc2Bias()), ofExpert(op.getFc3Bias())};
         FFNGrads grads =
-            ffnBackward(eb, xs, dys, n, weights, op.getActivation(), want);
+            ffnBackward(eb, xs, dys, n, weights, ffnActivationOf(op), want);
         SmallVector<Value> perResult = {grads.input, grads.fc1, grads.fc2};
         for (auto [operand, grad] :
              {std::pair<Value, Value>{op.getFc3(), grads.fc3},
@@ -584,6 +591,7 @@ SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op) {
   bool wantGate = used(op.getGateGrad());
   FFNWeights weights{op.getFc1(), op.getFc2(), op.getFc3(),
                      Value(),     Value(),     Value()};
+  FFNActivation activation{op.getActivation()};
 
   // y = s * f(x), s = sigmoid(x @ gate): f receives dy * s and x @ gate
   // receives s (1 - s) sum_d dy * f.
@@ -605,7 +613,7 @@ SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op) {
                       });
     if (want.input || wantGate) {
       Value f = matmulF32(
-          b, activations(b, hiddenOf(b, x, tokens, weights), op.getActivation()),
+          b, activations(b, hiddenOf(b, x, tokens, weights), activation),
           op.getFc2(), tokens, out);
       auto columnType = RankedTensorType::get(
           {tensorType(x).getDimSize(0), 1}, b.getF32Type());
@@ -628,7 +636,7 @@ SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op) {
     }
   }
   FFNGrads grads =
-      ffnBackward(b, x, ffnGrad, tokens, weights, op.getActivation(), want);
+      ffnBackward(b, x, ffnGrad, tokens, weights, activation, want);
   if (gate && want.input)
     grads.input =
         matmulAccumulate(b, logitGrad, transposed(b, gate), grads.input);

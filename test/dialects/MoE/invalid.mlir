@@ -550,7 +550,7 @@ func.func @expert_ffn_gated_needs_fc3(%xs: tensor<4x8xf32>, %off: tensor<3xi32>,
 // -----
 
 func.func @expert_ffn_fc3_not_gated(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
-  // expected-error @+1 {{'moe.expert_ffn' op 'fc3' is used only by gated activations (swiglu, geglu), not by 'silu'}}
+  // expected-error @+1 {{'moe.expert_ffn' op 'fc3' is used only by gated activations (swiglu, geglu, geglu_tanh), not by 'silu'}}
   %ys = moe.expert_ffn silu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
   return
 }
@@ -565,8 +565,80 @@ func.func @expert_ffn_fc3_bias_without_fc3(%xs: tensor<4x8xf32>, %off: tensor<3x
 
 // -----
 
+func.func @expert_ffn_geglu_tanh_needs_fc3(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op activation 'geglu_tanh' is gated and needs the 'fc3' weights}}
+  %ys = moe.expert_ffn geglu_tanh %xs, %off, %w1, %w2 : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_relu2_fc3(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'fc3' is used only by gated activations (swiglu, geglu, geglu_tanh), not by 'relu2'}}
+  %ys = moe.expert_ffn relu2 %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_alpha_not_swiglu(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_alpha' = 1.702000e+00 is a parameter of the swiglu activation, not of 'silu'}}
+  %ys = moe.expert_ffn silu %xs, %off, %w1, %w2 {swiglu_alpha = 1.702 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_beta_not_swiglu(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_beta' = 1.000000e+00 is a parameter of the swiglu activation, not of 'geglu'}}
+  %ys = moe.expert_ffn geglu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> {swiglu_beta = 1.0 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_limit_not_swiglu(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_limit' = 7.000000e+00 is a parameter of the swiglu activation, not of 'identity'}}
+  %ys = moe.expert_ffn identity %xs, %off, %w1, %w2 {swiglu_limit = 7.0 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_alpha_infinite(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_alpha' must be finite, got INF}}
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> {swiglu_alpha = 0x7F800000 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_beta_nan(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_beta' must be finite, got nan}}
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> {swiglu_beta = 0x7FC00000 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_limit_infinite(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op 'swiglu_limit' must be finite, got INF}}
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> {swiglu_limit = 0x7F800000 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_swiglu_limit_not_positive(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn' op attribute 'swiglu_limit' failed to satisfy constraint: 32-bit float attribute whose value is positive}}
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w1 : tensor<2x8x16xf32> {swiglu_limit = 0.0 : f32} : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
+  return
+}
+
+// -----
+
 func.func @expert_ffn_unknown_activation(%xs: tensor<4x8xf32>, %off: tensor<3xi32>, %w1: tensor<2x8x16xf32>, %w2: tensor<2x16x8xf32>) {
-  // expected-error @+1 {{custom op 'moe.expert_ffn' expected string or keyword containing one of the following enum values for attribute 'activation' [relu, gelu, gelu_tanh, silu, swiglu, geglu]}}
+  // expected-error @+1 {{custom op 'moe.expert_ffn' expected string or keyword containing one of the following enum values for attribute 'activation' [relu, gelu, gelu_tanh, silu, swiglu, geglu, identity, relu2, geglu_tanh]}}
   %ys = moe.expert_ffn tanh %xs, %off, %w1, %w2 : tensor<4x8xf32>, tensor<3xi32>, tensor<2x8x16xf32>, tensor<2x16x8xf32>
   return
 }
@@ -904,7 +976,7 @@ func.func @shared_expert_gated_needs_fc3(%x: tensor<4x8xf32>, %s1: tensor<8x16xf
 // -----
 
 func.func @shared_expert_fc3_not_gated(%x: tensor<4x8xf32>, %s1: tensor<8x16xf32>, %s2: tensor<16x8xf32>) {
-  // expected-error @+1 {{'moe.shared_expert' op 'fc3' is used only by gated activations (swiglu, geglu), not by 'gelu_tanh'}}
+  // expected-error @+1 {{'moe.shared_expert' op 'fc3' is used only by gated activations (swiglu, geglu, geglu_tanh), not by 'gelu_tanh'}}
   %s = moe.shared_expert gelu_tanh %x, %s1, %s2 fc3 %s1 : tensor<8x16xf32> : tensor<4x8xf32>, tensor<8x16xf32>, tensor<16x8xf32>
   return
 }
@@ -1225,8 +1297,32 @@ func.func @layer_shared_needs_fc3(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %
 
 // -----
 
+func.func @layer_swiglu_parameters_with_shared_expert(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>, %w3: tensor<8x64x128xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op the SwiGLU parameters ('swiglu_alpha', 'swiglu_beta', 'swiglu_limit') are not supported with a shared expert ('shared_fc1')}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts swiglu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> fc3 %w3 : tensor<8x64x128xf32> shared_fc1 %s1 : tensor<64x256xf32> shared_fc2 %s2 : tensor<256x64xf32> shared_fc3 %s1 : tensor<64x256xf32> {swiglu_limit = 7.0 : f32}
+  return
+}
+
+// -----
+
+func.func @layer_swiglu_alpha_not_swiglu(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>, %w3: tensor<8x64x128xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op 'swiglu_alpha' = 1.702000e+00 is a parameter of the swiglu activation, not of 'geglu_tanh'}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts geglu_tanh %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> fc3 %w3 : tensor<8x64x128xf32> {swiglu_alpha = 1.702 : f32}
+  return
+}
+
+// -----
+
+func.func @layer_swiglu_limit_not_positive(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>, %w3: tensor<8x64x128xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op attribute 'swiglu_limit' failed to satisfy constraint: 32-bit float attribute whose value is positive}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts swiglu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> fc3 %w3 : tensor<8x64x128xf32> {swiglu_limit = -7.0 : f32}
+  return
+}
+
+// -----
+
 func.func @layer_shared_fc3_not_gated(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
-  // expected-error @+1 {{'moe.layer' op 'shared_fc3' is used only by gated activations (swiglu, geglu), not by 'relu'}}
+  // expected-error @+1 {{'moe.layer' op 'shared_fc3' is used only by gated activations (swiglu, geglu, geglu_tanh), not by 'relu'}}
   %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts relu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> shared_fc1 %s1 : tensor<64x256xf32> shared_fc2 %s2 : tensor<256x64xf32> shared_fc3 %s1 : tensor<64x256xf32>
   return
 }
@@ -1646,6 +1742,22 @@ func.func @expert_ffn_grad_rows(%dy: tensor<11x64xf32>, %xs: tensor<10x64xf32>, 
 func.func @expert_ffn_grad_gated_needs_fc3(%dy: tensor<10x64xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
   // expected-error @+1 {{'moe.expert_ffn_grad' op activation 'swiglu' is gated and needs the 'fc3' weights}}
   %dx, %d1, %d2 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1, %w2 : tensor<10x64xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_swiglu_limit_not_swiglu(%dy: tensor<10x64xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op 'swiglu_limit' = 7.000000e+00 is a parameter of the swiglu activation, not of 'relu'}}
+  %dx, %d1, %d2 = moe.expert_ffn_grad relu %dy, %xs, %off, %w1, %w2 {swiglu_limit = 7.0 : f32} : tensor<10x64xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
+func.func @expert_ffn_grad_swiglu_limit_negative(%dy: tensor<10x64xf32>, %xs: tensor<10x64xf32>, %off: tensor<9xi32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.expert_ffn_grad' op attribute 'swiglu_limit' failed to satisfy constraint: 32-bit float attribute whose value is positive}}
+  %dx, %d1, %d2, %d3 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1, %w2 fc3 %w1 : tensor<8x64x128xf32> {swiglu_limit = -1.0 : f32} : tensor<10x64xf32>, tensor<10x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>
   return
 }
 

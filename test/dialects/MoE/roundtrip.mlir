@@ -407,6 +407,63 @@ func.func @expert_ffn_geglu(%xs: tensor<56x64xbf16>, %off: tensor<9xi32>,
   return %ys : tensor<56x64xbf16>
 }
 
+// The activations of onnxruntime's com.microsoft.MoE: identity, squared
+// ReLU and the gated GELU with the tanh approximation.
+// CHECK-LABEL: func.func @expert_ffn_onnx_activations(
+// CHECK: moe.expert_ffn identity %arg0, %arg1, %arg2, %arg3 : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>, tensor<2x24x8xf32>
+// CHECK: moe.expert_ffn relu2 %arg6, %arg1, %arg7, %arg8 fc1_bias %arg5 : tensor<2x24xf16> : tensor<?x16xf16>, tensor<3xi32>, tensor<2x16x24xf16>, tensor<2x24x8xf16>
+// CHECK: moe.expert_ffn geglu_tanh %arg0, %arg1, %arg2, %arg3 fc3 %arg4 : tensor<2x16x24xf32> : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>, tensor<2x24x8xf32>
+func.func @expert_ffn_onnx_activations(%xs: tensor<?x16xf32>,
+                                       %off: tensor<3xi32>,
+                                       %w1: tensor<2x16x24xf32>,
+                                       %w2: tensor<2x24x8xf32>,
+                                       %w3: tensor<2x16x24xf32>,
+                                       %b1: tensor<2x24xf16>,
+                                       %hs: tensor<?x16xf16>,
+                                       %h1: tensor<2x16x24xf16>,
+                                       %h2: tensor<2x24x8xf16>)
+    -> (tensor<?x8xf32>, tensor<?x8xf16>, tensor<?x8xf32>) {
+  %a = moe.expert_ffn identity %xs, %off, %w1, %w2
+      : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>,
+        tensor<2x24x8xf32>
+  %b = moe.expert_ffn relu2 %hs, %off, %h1, %h2 fc1_bias %b1 : tensor<2x24xf16>
+      : tensor<?x16xf16>, tensor<3xi32>, tensor<2x16x24xf16>,
+        tensor<2x24x8xf16>
+  %c = moe.expert_ffn geglu_tanh %xs, %off, %w1, %w2 fc3 %w3
+      : tensor<2x16x24xf32>
+      : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>,
+        tensor<2x24x8xf32>
+  return %a, %b, %c : tensor<?x8xf32>, tensor<?x8xf16>, tensor<?x8xf32>
+}
+
+// SwiGLU's parameters print when they differ from the defaults (alpha 1,
+// beta 0, no limit), which are elided.
+// CHECK-LABEL: func.func @expert_ffn_swiglu_parameters(
+// CHECK: moe.expert_ffn swiglu %arg0, %arg1, %arg2, %arg3 fc3 %arg4 : tensor<2x16x24xf32> {swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32} : tensor<?x16xf32>
+// CHECK: moe.expert_ffn swiglu %arg0, %arg1, %arg2, %arg3 fc3 %arg4 : tensor<2x16x24xf32> {swiglu_limit = 5.000000e-01 : f32} : tensor<?x16xf32>
+// CHECK: moe.expert_ffn swiglu %arg0, %arg1, %arg2, %arg3 fc3 %arg4 : tensor<2x16x24xf32> : tensor<?x16xf32>
+func.func @expert_ffn_swiglu_parameters(%xs: tensor<?x16xf32>,
+                                        %off: tensor<3xi32>,
+                                        %w1: tensor<2x16x24xf32>,
+                                        %w2: tensor<2x24x8xf32>,
+                                        %w3: tensor<2x16x24xf32>)
+    -> (tensor<?x8xf32>, tensor<?x8xf32>, tensor<?x8xf32>) {
+  %a = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<2x16x24xf32>
+      {swiglu_alpha = 1.702 : f32, swiglu_beta = 1.0 : f32,
+       swiglu_limit = 7.0 : f32}
+      : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>,
+        tensor<2x24x8xf32>
+  %b = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<2x16x24xf32>
+      {swiglu_limit = 0.5 : f32}
+      : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>,
+        tensor<2x24x8xf32>
+  %c = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<2x16x24xf32>
+      {swiglu_alpha = 1.0 : f32, swiglu_beta = 0.0 : f32}
+      : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x24xf32>,
+        tensor<2x24x8xf32>
+  return %a, %b, %c : tensor<?x8xf32>, tensor<?x8xf32>, tensor<?x8xf32>
+}
+
 // CHECK-LABEL: func.func @combine(
 // CHECK: %[[Y:.*]] = moe.combine %arg0, %arg1, %arg2 into %arg3 : tensor<20x64xf32>, tensor<20xi32>, tensor<20xf32>, tensor<10x64xf32>
 // CHECK: return %[[Y]] : tensor<10x64xf32>
@@ -622,6 +679,24 @@ func.func @layer_dynamic_experts(%x: tensor<?x16xf16>, %wg: tensor<16x?xf16>,
       : tensor<?x16xf16>, tensor<f32>, tensor<f32>, tensor<?xi64>, tensor<i64>
 }
 
+// gpt-oss through onnxruntime's com.microsoft.MoE: SwiGLU with alpha 1.702,
+// beta 1 and a limit of 7.
+// CHECK-LABEL: func.func @layer_swiglu_parameters(
+// CHECK: moe.layer token_choice %arg0 : tensor<?x64xf32> router %arg1 : tensor<64x8xf32> experts swiglu %arg2 : tensor<8x64x128xf32>, %arg3 : tensor<8x128x64xf32> fc3 %arg4 : tensor<8x64x128xf32> {k = 4 : i64, normalize, swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32}
+func.func @layer_swiglu_parameters(%x: tensor<?x64xf32>, %wg: tensor<64x8xf32>,
+                                   %w1: tensor<8x64x128xf32>,
+                                   %w2: tensor<8x128x64xf32>,
+                                   %w3: tensor<8x64x128xf32>)
+    -> tensor<?x64xf32> {
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<?x64xf32>
+      router %wg : tensor<64x8xf32>
+      experts swiglu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32>
+      fc3 %w3 : tensor<8x64x128xf32>
+      {k = 4 : i64, normalize, swiglu_alpha = 1.702 : f32,
+       swiglu_beta = 1.0 : f32, swiglu_limit = 7.0 : f32}
+  return %y : tensor<?x64xf32>
+}
+
 // The output size D_out is known from the shared expert when the experts'
 // fc2 leaves it dynamic.
 // CHECK-LABEL: func.func @layer_output_size_from_shared_expert(
@@ -738,6 +813,26 @@ func.func @expert_ffn_grad(%dy: tensor<?x64xf32>, %xs: tensor<?x64xf32>,
   return %dx, %d1, %d2, %d3, %db2, %rx
       : tensor<?x64xf32>, tensor<8x64x128xf32>, tensor<8x128x64xf32>,
         tensor<8x64x128xf32>, tensor<8x64xf32>, tensor<?x64xf32>
+}
+
+// CHECK-LABEL: func.func @expert_ffn_grad_swiglu_parameters(
+// CHECK: moe.expert_ffn_grad swiglu %arg0, %arg1, %arg2, %arg3, %arg4 fc3 %arg5 : tensor<8x64x128xf32> {swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32} : tensor<?x64xf32>
+// CHECK: moe.expert_ffn_grad geglu_tanh %arg0, %arg1, %arg2, %arg3, %arg4 fc3 %arg5 : tensor<8x64x128xf32> : tensor<?x64xf32>
+func.func @expert_ffn_grad_swiglu_parameters(
+    %dy: tensor<?x64xf32>, %xs: tensor<?x64xf32>, %off: tensor<9xi32>,
+    %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>,
+    %w3: tensor<8x64x128xf32>) -> (tensor<?x64xf32>, tensor<?x64xf32>) {
+  %dx, %d1, %d2, %d3 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1, %w2
+      fc3 %w3 : tensor<8x64x128xf32>
+      {swiglu_alpha = 1.702 : f32, swiglu_beta = 1.0 : f32,
+       swiglu_limit = 7.0 : f32}
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>,
+        tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  %gx, %g1, %g2, %g3 = moe.expert_ffn_grad geglu_tanh %dy, %xs, %off, %w1,
+      %w2 fc3 %w3 : tensor<8x64x128xf32>
+      : tensor<?x64xf32>, tensor<?x64xf32>, tensor<9xi32>,
+        tensor<8x64x128xf32>, tensor<8x128x64xf32>
+  return %dx, %gx : tensor<?x64xf32>, tensor<?x64xf32>
 }
 
 // CHECK-LABEL: func.func @combine_grad(
