@@ -42,9 +42,10 @@ ELEM = {np.dtype(np.float32): TensorProto.FLOAT,
 class Graph:
     """A small builder: nodes get unique names, values fresh names."""
 
-    def __init__(self, opset, name="g"):
+    def __init__(self, opset, name="g", dtype=np.float32):
         self.opset = opset
         self.name = name
+        self.dtype = dtype  # of the float constants
         self.nodes, self.initializers = [], []
         self.inputs, self.outputs = [], []
         self.uses_ms = False
@@ -72,10 +73,10 @@ class Graph:
         """An int64 initializer (shape, axes, indices ...)."""
         return self.param(self.fresh(hint), np.asarray(values, np.int64))
 
-    def scalar(self, value, dtype=np.float32, hint="k"):
-        """A 0-d float Constant node."""
+    def scalar(self, value, dtype=None, hint="k"):
+        """A 0-d float Constant node (of the graph's float type)."""
         return self.op("Constant", [], hint=hint, value=numpy_helper.from_array(
-            np.asarray(value, dtype)))
+            np.asarray(value, dtype or self.dtype)))
 
     def op(self, op_type, inputs, outputs=1, hint=None, name=None,
            domain=None, **attributes):
@@ -168,7 +169,7 @@ def moe_op_model(hidden=8, inter=12, experts=4, k=2, activation_type="relu",
     shapes (same memory, see ort_moe_reference). The expert weights are the
     initializers fc1_experts_weights ... named as the op's inputs."""
     rng = np.random.default_rng(seed)
-    g = Graph(opset, "moe_op")
+    g = Graph(opset, "moe_op", dtype)
     shape = ["tokens", hidden] if rank == 2 else ["batch", "seq", hidden]
     x = g.input("x", dtype, shape)
     if router == "input":
@@ -295,8 +296,10 @@ def moe_ffn_subgraph(g, x, hidden, inter, experts, k, activation, normalize,
     output value [N, H].
 
     form: "where" (w_e = ReduceSum(Where(Equal(idx, e), vals, 0))), "cast"
-    (w_e = ReduceSum(Mul(Cast(Equal(idx, e)), vals))) or "sparse" (per
-    expert NonZero / Gather of its rows / ScatterND with reduction add)."""
+    (w_e = ReduceSum(Mul(Cast(Equal(idx, e)), vals))), "sparse" (per
+    expert NonZero / Gather of its rows / ScatterND with reduction add, as
+    torch exports index_add_) or "sparse_elements" (ScatterElements with
+    reduction add instead of ScatterND)."""
     router = g.param(prefix + ".router", _weights(rng, (hidden, experts),
                                                   1.0, dtype))
     params = {"w1": [], "w2": [], "w3": []}
@@ -319,11 +322,12 @@ def moe_ffn_subgraph(g, x, hidden, inter, experts, k, activation, normalize,
         total = g.reduce("ReduceSum", values, [-1], keepdims=1)
         values = g.op("Div", [values, total], hint="topk_norm")
     out = None
-    if form == "sparse":
-        out = g.op("Mul", [x, g.scalar(0.0, dtype)], hint="acc0")
+    sparse = form in ("sparse", "sparse_elements")
+    if sparse:
+        out = g.op("Mul", [x, g.scalar(0.0)], hint="acc0")
     for e in range(experts):
         hit = g.op("Equal", [indices, g.ints(e, "expert")], hint="hit_e%d" % e)
-        if form == "sparse":
+        if sparse:
             where = g.op("NonZero", [hit], hint="nz_e%d" % e)  # [2, M]
             rows = g.op("Gather", [where, g.ints(0)], axis=0, hint="rows")
             chosen = g.op("GatherND", [values, g.op("Transpose", [where],
@@ -331,11 +335,17 @@ def moe_ffn_subgraph(g, x, hidden, inter, experts, k, activation, normalize,
             picked = g.op("Gather", [x, rows], axis=0, hint="x_e%d" % e)
             y = _expert_ffn(g, picked, e, activation, params)
             y = g.op("Mul", [y, g.unsqueeze(chosen, [-1])])
-            out = g.op("ScatterND", [out, g.unsqueeze(rows, [-1]), y],
-                       reduction="add", hint="acc")
+            if form == "sparse":
+                out = g.op("ScatterND", [out, g.unsqueeze(rows, [-1]), y],
+                           reduction="add", hint="acc")
+            else:
+                targets = g.op("Expand", [g.unsqueeze(rows, [-1]),
+                                          g.op("Shape", [y])])
+                out = g.op("ScatterElements", [out, targets, y], axis=0,
+                           reduction="add", hint="acc")
             continue
         if form == "where":
-            masked = g.op("Where", [hit, values, g.scalar(0.0, dtype)])
+            masked = g.op("Where", [hit, values, g.scalar(0.0)])
         else:
             masked = g.op("Mul", [g.op("Cast", [hit], to=ELEM[
                 np.dtype(dtype)]), values])
@@ -350,7 +360,7 @@ def decomposed_moe_model(hidden=8, inter=12, experts=4, k=2,
                          rank=2, dtype=np.float32, seed=0, opset=18):
     """x [tokens, H] (or [batch, seq, H]) -> unrolled MoE FFN -> y."""
     rng = np.random.default_rng(seed)
-    g = Graph(opset, "decomposed_moe_" + form)
+    g = Graph(opset, "decomposed_moe_" + form, dtype)
     shape = ["tokens", hidden] if rank == 2 else ["batch", "seq", hidden]
     x = g.input("x", dtype, shape)
     rows = x if rank == 2 else g.op("Reshape", [x, g.ints([-1, hidden])])
@@ -430,7 +440,8 @@ def _causal_mask(g, scores, seq):
         ones = g.op("ConstantOfShape", [square], value=numpy_helper.from_array(
             np.array([1.0], np.float32)))
         lower = g.op("Trilu", [ones], upper=0, hint="tril")
-        masked = g.op("Equal", [lower, g.scalar(0.0)], hint="future")
+        masked = g.op("Equal", [lower, g.scalar(0.0, np.float32)],
+                      hint="future")
     else:
         count = g.squeeze(seq, [0])
         positions = g.op("Range", [g.ints(0), count, g.ints(1)], hint="pos")
@@ -458,7 +469,7 @@ def transformer_block_model(opset=18, moe="op", hidden=16, heads=2,
     of Trilu."""
     rng = np.random.default_rng(seed)
     head_dim = hidden // heads
-    g = Graph(opset, "decoder_block_%s" % moe)
+    g = Graph(opset, "decoder_block_%s" % moe, dtype)
     x = g.input("x", dtype, ["batch", "seq", hidden])
     batch, seq = g.dim(x, 0), g.dim(x, 1)
 
@@ -497,12 +508,12 @@ def transformer_block_model(opset=18, moe="op", hidden=16, heads=2,
 
     q, key = rope(q), rope(key)
     scores = g.op("MatMul", [q, g.op("Transpose", [key], perm=[0, 1, 3, 2])])
-    scores = g.op("Div", [scores, g.scalar(math.sqrt(head_dim), dtype)],
+    scores = g.op("Div", [scores, g.scalar(math.sqrt(head_dim))],
                   hint="scores")
     scores = g.op("Sub", [scores, g.reduce("ReduceMax", scores, [-1],
                                            keepdims=1)], hint="shifted")
     masked = g.op("Where", [_causal_mask(g, scores, seq),
-                            g.scalar(-np.inf, dtype), scores])
+                            g.scalar(-np.inf), scores])
     attn = g.op("MatMul", [g.op("Softmax", [masked], axis=-1), v])
     attn = g.op("Reshape", [g.op("Transpose", [attn], perm=[0, 2, 1, 3]),
                             g.op("Concat", [batch, seq, g.ints([hidden])],
