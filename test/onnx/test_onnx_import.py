@@ -21,6 +21,7 @@ unsupported operators, every op type with its node names), no traceback
 or crash.
 """
 import math
+import re
 
 import numpy as np
 import onnx
@@ -121,14 +122,15 @@ def moe_extents(rank):
     return TOKENS if rank == 2 else BATCH_SEQ
 
 
-@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("normalize", [0, 1])
 @pytest.mark.parametrize("activation", CPU_ACTIVATIONS)
 @pytest.mark.parametrize("k", [1, 2, 4])
-def test_moe_op(compile_onnx, numerics_report, k, activation, normalize,
-                bias):
+def test_moe_op(compile_onnx, numerics_report, k, activation, normalize):
+    # The sizes alternate 2-D/3-D inputs and biases on/off, so that every
+    # (k, activation, normalisation) sees both of each.
     for index, (hidden, inter) in enumerate(SIZES):
         rank = 2 + index % 2
+        bias = index % 2 == normalize
         options = dict(hidden=hidden, inter=inter, experts=8, k=k,
                        activation_type=activation,
                        normalize_routing_weights=normalize,
@@ -331,9 +333,7 @@ def test_unsupported_operators_listed_once(compile_onnx, tmp_path):
                               [tensor("y", []), tensor("h", [3, 3])]), path)
     message = moec_fails(compile_onnx, path, tmp_path)
     for text in ("Det", "det0", "det1", "Hardmax", "hm"):
-        assert text in message, (text, message)
-    assert "add" not in message.replace(path.name, "").split(":", 2)[-1], \
-        message
+        assert re.search(r"\b%s\b" % text, message), (text, message)
 
 
 def test_garbage_bytes(compile_onnx, tmp_path):
@@ -374,8 +374,7 @@ def test_bad_initializer_size(compile_onnx, tmp_path):
     onnx.save_model(raw_model(nodes, [tensor("x", ["n", 4])],
                               [tensor("y", ["n", 4])], [weight]), path)
     message = moec_fails(compile_onnx, path, tmp_path)
-    assert "'w'" in message or " w " in message or "w:" in message or \
-        '"w"' in message, message
+    assert re.search(r"\bw\b", message.replace(str(path), "")), message
 
 
 def test_undefined_value(compile_onnx, tmp_path):
