@@ -75,8 +75,9 @@ class Graph:
 
     def scalar(self, value, dtype=None, hint="k"):
         """A 0-d float Constant node (of the graph's float type)."""
-        return self.op("Constant", [], hint=hint, value=numpy_helper.from_array(
-            np.asarray(value, dtype or self.dtype)))
+        value = np.asarray(value, dtype or self.dtype)
+        return self.op("Constant", [], hint=hint,
+                       value=numpy_helper.from_array(value))
 
     def op(self, op_type, inputs, outputs=1, hint=None, name=None,
            domain=None, **attributes):
@@ -806,8 +807,9 @@ def random_inputs(model, extents, seed, ranges=None):
     rng = np.random.default_rng(seed)
     ranges = ranges or {}
     inputs = {}
+    shapes = input_shapes(model, extents)
     for value in model.graph.input:
-        shape = input_shapes(model, extents)[value.name]
+        shape = shapes[value.name]
         dtype = NP_OF[value.type.tensor_type.elem_type]
         low_high = ranges.get(value.name)
         if isinstance(low_high, list):
