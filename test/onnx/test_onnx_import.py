@@ -70,13 +70,20 @@ def compare(numerics_report, key, actual, expected, tol):
             key, name, err, tol)
 
 
+def assert_parameter_names(model, params):
+    """Parameters are named after initializers (a fused SwiGLU fc1 splits
+    into NAME.gate and NAME.linear)."""
+    names = {t.name for t in model.graph.initializer}
+    names |= {n + suffix for n in names for suffix in (".gate", ".linear")}
+    assert set(params) <= names, set(params) - names
+
+
 def check_against_ort(compile_onnx, numerics_report, key, model, extents,
                       tol, ranges=None, seeds=SEEDS, reference=None):
     """Compile once, run every extent and seed; also compare with
     `reference(model, inputs)` -> {name: float64 array} if given."""
     compiled, params = compile_onnx(model)
-    initializer_names = {t.name for t in model.graph.initializer}
-    assert set(params) <= initializer_names, set(params) - initializer_names
+    assert_parameter_names(model, params)
     for extent in extents:
         for seed in seeds:
             inputs = models.random_inputs(model, extent, seed, ranges)
@@ -166,6 +173,20 @@ def test_moe_op_variants(compile_onnx, numerics_report, name):
     check_against_ort(compile_onnx, numerics_report, "MoE " + name,
                       models.moe_op_model(**options),
                       moe_extents(options.get("rank", 2)), F32)
+
+
+def test_moe_op_ties(compile_onnx, numerics_report):
+    """Equal router probabilities go to the larger expert index, as
+    onnxruntime's CPU kernel sorts (probability, index) pairs."""
+    model = models.moe_op_model(router="input", k=2, experts=4)
+    compiled, params = compile_onnx(model)
+    inputs = models.random_inputs(model, {"tokens": 5}, 4)
+    inputs["router_logits"][:] = 0.0
+    inputs["router_logits"][1, :2] = 1.0
+    inputs["router_logits"][2, 1:3] = -1.0
+    compare(numerics_report, "MoE ties", compiled.run("forward", **inputs,
+                                                      **params),
+            run_ort(model, inputs), F32)
 
 
 @pytest.mark.parametrize("activation", CPU_ACTIVATIONS)
