@@ -47,6 +47,10 @@ OpFoldResult addSizes(OpBuilder &b, Location loc, OpFoldResult lhs,
                          r = getConstantIntValue(rhs);
   if (l && r)
     return b.getIndexAttr(*l + *r);
+  if (l == 0)
+    return rhs;
+  if (r == 0)
+    return lhs;
   return arith::AddIOp::create(b, loc,
                                getValueOrCreateConstantIndexOp(b, loc, lhs),
                                getValueOrCreateConstantIndexOp(b, loc, rhs))
@@ -79,16 +83,16 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
     // Each input is written into its range of one tensor.
     Value result = tensor::EmptyOp::create(rewriter, loc, sizes,
                                            type.getElementType());
-    OpFoldResult offset = rewriter.getIndexAttr(0);
-    for (Value input : inputs) {
-      SmallVector<OpFoldResult> offsets(rank, rewriter.getIndexAttr(0));
-      offsets[axis] = offset;
-      SmallVector<OpFoldResult> strides(rank, rewriter.getIndexAttr(1));
-      result = tensor::InsertSliceOp::create(
-          rewriter, loc, input, result, offsets,
-          tensor::getMixedSizes(rewriter, loc, input), strides);
-      offset = addSizes(rewriter, loc, offset,
-                        tensor::getMixedSize(rewriter, loc, input, axis));
+    SmallVector<OpFoldResult> offsets(rank, rewriter.getIndexAttr(0));
+    SmallVector<OpFoldResult> strides(rank, rewriter.getIndexAttr(1));
+    for (auto [index, input] : llvm::enumerate(inputs)) {
+      SmallVector<OpFoldResult> inputSizes =
+          tensor::getMixedSizes(rewriter, loc, input);
+      result = tensor::InsertSliceOp::create(rewriter, loc, input, result,
+                                             offsets, inputSizes, strides);
+      if (index + 1 != inputs.size())
+        offsets[axis] =
+            addSizes(rewriter, loc, offsets[axis], inputSizes[axis]);
     }
     rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
     return success();
