@@ -771,27 +771,34 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
   }
 
   /// A collapse or an expand when one describes the reshape, else a collapse
-  /// to 1-D followed by an expand. `givenSizes` are the extents of `target`
-  /// when the op lists them; otherwise the element count determines the one
-  /// dynamic extent.
+  /// to 1-D followed by an expand; a tensor.reshape for several dynamic
+  /// target extents. `givenSizes` are the extents of `target` when the op
+  /// lists them (it must with several dynamic extents); otherwise the element
+  /// count determines the one dynamic extent.
   static Value reshape(OpBuilder &b, Location loc, Value input,
                        RankedTensorType target,
                        std::optional<ArrayRef<OpFoldResult>> givenSizes) {
     RankedTensorType source = rankedType(input);
     ArrayRef<int64_t> from = source.getShape(), to = target.getShape();
     // Which source extents make up several dynamic target extents is only
-    // known at run time; such reshapes go through 1-D.
-    bool structural = target.getNumDynamicDims() <= 1;
-    if (structural && source == target)
+    // known at run time, so no collapse/expand describes such a reshape;
+    // besides, expand-strided-metadata (LLVM 22) crashes on a
+    // memref.expand_shape group with two dynamic extents. tensor.reshape
+    // with the extents as a shape operand is still a view after
+    // bufferization.
+    if (target.getNumDynamicDims() > 1) {
+      Value shape = tensor::FromElementsOp::create(
+          b, loc, getValueOrCreateConstantIndexOp(b, loc, *givenSizes));
+      return tensor::ReshapeOp::create(b, loc, target, input, shape);
+    }
+    if (source == target)
       return input;
-    if (structural && source.getRank() > target.getRank() &&
-        target.getRank() > 0) {
+    if (source.getRank() > target.getRank() && target.getRank() > 0) {
       auto groups = getReassociationIndicesForCollapse(from, to);
       if (groups && groupsMatch(to, from, *groups))
         return tensor::CollapseShapeOp::create(b, loc, target, input, *groups);
     }
-    if (structural && source.getRank() < target.getRank() &&
-        source.getRank() > 0) {
+    if (source.getRank() < target.getRank() && source.getRank() > 0) {
       auto groups = getReassociationIndicesForCollapse(to, from);
       if (groups && groupsMatch(from, to, *groups)) {
         SmallVector<OpFoldResult> sizes =

@@ -580,16 +580,21 @@ func.func @div_integers(%a: tensor<?xi32>, %b: tensor<i32>) -> tensor<?xi32> {
 
 // -----
 
-// Several dynamic extents: through 1-D, expanding with the given sizes.
+// Several dynamic extents: tensor.reshape to the given sizes (no
+// collapse/expand describes it). One dynamic extent with a given size
+// expands with it.
 
 // CHECK-LABEL: func.func @reshape_dynamic_sizes
 // CHECK-SAME: (%[[X:.*]]: tensor<?x64xf32>, %[[B:.*]]: index, %[[S:.*]]: index)
-// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1]] : tensor<?x64xf32> into tensor<?xf32>
-// CHECK: %[[R:.*]] = tensor.expand_shape %[[FLAT]] {{\[\[}}0, 1, 2, 3]] output_shape [%[[B]], %[[S]], 4, 16] : tensor<?xf32> into tensor<?x?x4x16xf32>
+// CHECK: %[[SHAPE:.*]] = tensor.from_elements %[[B]], %[[S]], %{{.*}}, %{{.*}} : tensor<4xindex>
+// CHECK: %[[R:.*]] = tensor.reshape %[[X]](%[[SHAPE]]) : (tensor<?x64xf32>, tensor<4xindex>) -> tensor<?x?x4x16xf32>
+// CHECK: tensor.expand_shape %[[X]] {{\[\[}}0], [1, 2]] output_shape [%[[B]], 4, 16] : tensor<?x64xf32> into tensor<?x4x16xf32>
 // CHECK: return %[[R]]
-func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index) -> tensor<?x?x4x16xf32> {
+func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index)
+    -> (tensor<?x?x4x16xf32>, tensor<?x4x16xf32>) {
   %r = nn.reshape %x [%b, %s] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
-  return %r : tensor<?x?x4x16xf32>
+  %e = nn.reshape %x [%b] : tensor<?x64xf32> -> tensor<?x4x16xf32>
+  return %r, %e : tensor<?x?x4x16xf32>, tensor<?x4x16xf32>
 }
 
 // -----
