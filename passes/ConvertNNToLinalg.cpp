@@ -57,7 +57,40 @@ namespace {
 // Elementwise ops
 //===----------------------------------------------------------------------===//
 
-template <typename SourceOp, typename ScalarOp>
+/// Integer division truncating toward zero, defined everywhere: a zero
+/// divisor gives 0 and INT_MIN / -1 wraps (arith.divsi is undefined for
+/// both, and x86 traps).
+Value divideIntegers(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  Type type = lhs.getType();
+  auto constant = [&](int64_t value) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(type, value));
+  };
+  Value zero = constant(0), minusOne = constant(-1);
+  Value byZero =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs, zero);
+  Value byMinusOne =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs, minusOne);
+  Value special = arith::OrIOp::create(b, loc, byZero, byMinusOne);
+  Value divisor = arith::SelectOp::create(b, loc, special, constant(1), rhs);
+  Value quotient = arith::DivSIOp::create(b, loc, lhs, divisor);
+  Value negated = arith::SubIOp::create(b, loc, zero, lhs);
+  quotient = arith::SelectOp::create(b, loc, byMinusOne, negated, quotient);
+  return arith::SelectOp::create(b, loc, byZero, zero, quotient);
+}
+
+/// The scalar operation of a binary op on float or integer operands.
+template <typename FloatOp, typename IntegerOp>
+Value computeBinary(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  if (isa<FloatType>(lhs.getType()))
+    return FloatOp::create(b, loc, lhs, rhs);
+  if constexpr (std::is_same_v<IntegerOp, arith::DivSIOp>)
+    return divideIntegers(b, loc, lhs, rhs);
+  else
+    return IntegerOp::create(b, loc, lhs, rhs);
+}
+
+/// `IntegerOp` is void for ops that take floats only.
+template <typename SourceOp, typename FloatOp, typename IntegerOp = void>
 struct BinaryOpLowering : OpConversionPattern<SourceOp> {
   using OpConversionPattern<SourceOp>::OpConversionPattern;
   using OpAdaptor = typename SourceOp::Adaptor;
@@ -84,7 +117,10 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
     Value result = buildElementwise(
         rewriter, loc, {lhs, rhs}, maps, sizes, type.getElementType(),
         [](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          return ScalarOp::create(b, loc, args[0], args[1]);
+          if constexpr (std::is_void_v<IntegerOp>)
+            return FloatOp::create(b, loc, args[0], args[1]);
+          else
+            return computeBinary<FloatOp, IntegerOp>(b, loc, args[0], args[1]);
         });
     rewriter.replaceOp(op, result);
     return success();
@@ -93,7 +129,11 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
 
 // The scalar formula of each unary op, on the compute type.
 Value computeUnary(NegOp, OpBuilder &b, Location loc, Value x) {
-  return arith::NegFOp::create(b, loc, x);
+  if (isa<FloatType>(x.getType()))
+    return arith::NegFOp::create(b, loc, x);
+  Value zero =
+      arith::ConstantOp::create(b, loc, b.getIntegerAttr(x.getType(), 0));
+  return arith::SubIOp::create(b, loc, zero, x);
 }
 Value computeUnary(ExpOp, OpBuilder &b, Location loc, Value x) {
   return math::ExpOp::create(b, loc, x);
@@ -910,10 +950,10 @@ struct ConvertNNToLinalg
       return signalPassFailure();
 
     RewritePatternSet patterns(context);
-    patterns.add<BinaryOpLowering<AddOp, arith::AddFOp>,
-                 BinaryOpLowering<SubOp, arith::SubFOp>,
-                 BinaryOpLowering<MulOp, arith::MulFOp>,
-                 BinaryOpLowering<DivOp, arith::DivFOp>,
+    patterns.add<BinaryOpLowering<AddOp, arith::AddFOp, arith::AddIOp>,
+                 BinaryOpLowering<SubOp, arith::SubFOp, arith::SubIOp>,
+                 BinaryOpLowering<MulOp, arith::MulFOp, arith::MulIOp>,
+                 BinaryOpLowering<DivOp, arith::DivFOp, arith::DivSIOp>,
                  BinaryOpLowering<PowOp, math::PowFOp>>(context);
     patterns.add<UnaryOpLowering<NegOp>, UnaryOpLowering<ExpOp>,
                  UnaryOpLowering<LogOp>, UnaryOpLowering<SqrtOp>,

@@ -53,14 +53,15 @@ def NN_UnaryFunction : I32EnumAttr<"UnaryFunction",
 // Elementwise
 //===----------------------------------------------------------------------===//
 
-class NN_BinaryOp<string mnemonic, string formula>
+class NN_BinaryOp<string mnemonic, string formula,
+                  Type tensorType = NN_NumericTensor, string integers = "">
     : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor, NN_Differentiable]> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting";
   let description = [{
     Computes `}] # formula # [{` elementwise. The operands broadcast as in
     numpy: shapes are aligned at the trailing dimension and an extent of 1
     stretches to the other operand's extent. Both operands have the same
-    element type, which is the result's.
+    element type, which is the result's.}] # integers # [{
 
     Example:
 
@@ -68,8 +69,8 @@ class NN_BinaryOp<string mnemonic, string formula>
     %r = nn.}] # mnemonic # [{ %a, %b : tensor<?x64xf32>, tensor<64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs);
-  let results = (outs NN_FloatTensor:$result);
+  let arguments = (ins tensorType:$lhs, tensorType:$rhs);
+  let results = (outs tensorType:$result);
   let assemblyFormat =
       "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
   let extraClassDefinition = [{
@@ -83,15 +84,25 @@ class NN_BinaryOp<string mnemonic, string formula>
   }];
 }
 
-def NN_AddOp : NN_BinaryOp<"add", "lhs + rhs">;
-def NN_SubOp : NN_BinaryOp<"sub", "lhs - rhs">;
-def NN_MulOp : NN_BinaryOp<"mul", "lhs * rhs">;
-def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs">;
-def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs">;
+defvar NN_IntegerArithmetic = [{ Integer (`i32`, `i64`)
+    arithmetic wraps around on overflow; integer values are never
+    differentiated.}];
 
-class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
-    : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType,
-                                   NN_Differentiable], traits)> {
+def NN_AddOp : NN_BinaryOp<"add", "lhs + rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_SubOp : NN_BinaryOp<"sub", "lhs - rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_MulOp : NN_BinaryOp<"mul", "lhs * rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs", NN_NumericTensor,
+    [{ Integer division truncates toward zero, as in C and onnxruntime; a
+    zero divisor gives 0 (ONNX leaves it undefined) and `INT_MIN / -1`
+    wraps to `INT_MIN`. Integer values are never differentiated.}]>;
+def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs", NN_FloatTensor>;
+
+class NN_UnaryOp<string mnemonic, string formula,
+                 Type tensorType = NN_FloatTensor>
+    : NN_Op<mnemonic, [Pure, SameOperandsAndResultType, NN_Differentiable]> {
   let summary = "elementwise " # mnemonic;
   let description = [{
     Computes `}] # formula # [{` elementwise; the result has the operand's
@@ -103,12 +114,13 @@ class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
     %y = nn.}] # mnemonic # [{ %x : tensor<2x?x64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$input);
-  let results = (outs NN_FloatTensor:$result);
+  let arguments = (ins tensorType:$input);
+  let results = (outs tensorType:$result);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def NN_NegOp : NN_UnaryOp<"neg", "-x">;
+// Integer negation wraps (-INT_MIN is INT_MIN).
+def NN_NegOp : NN_UnaryOp<"neg", "-x", NN_NumericTensor>;
 def NN_ExpOp : NN_UnaryOp<"exp", "exp(x)">;
 def NN_LogOp : NN_UnaryOp<"log", "log(x)">;
 def NN_SqrtOp : NN_UnaryOp<"sqrt", "sqrt(x)">;
@@ -370,21 +382,33 @@ def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor,
 def NN_ReshapeOp : NN_Op<"reshape", [Pure, NN_Differentiable]> {
   let summary = "reinterpret a tensor with another shape, same element count";
   let description = [{
-    Row-major reshape. The result has the input's element type and at most
-    one dynamic dimension, which the element count determines. When the
-    input is static, the element counts must agree: equal for a static
-    result, and divisible by the product of the static result extents (which
-    must not be 0) otherwise.
+    Row-major reshape; the result has the input's element type. The dynamic
+    result extents are either all given by `dynamic_sizes` (one `index` per
+    dynamic result dimension, in order) or, without `dynamic_sizes`, there
+    is at most one, which the element count determines. When the input is
+    static, the element counts must agree: equal for a static result, and a
+    multiple of the product of the static result extents otherwise (which
+    must not be 0 unless `dynamic_sizes` are given).
 
     Example:
 
     ```mlir
     %y = nn.reshape %x : tensor<2x?x64xf32> -> tensor<?x64xf32>
+    %h = nn.reshape %y [%b, %s] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$input);
+  let arguments = (ins AnyRankedTensor:$input, Variadic<Index>:$dynamic_sizes);
   let results = (outs AnyRankedTensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let assemblyFormat = [{
+    $input (`[` $dynamic_sizes^ `]`)? attr-dict `:` type($input) `->`
+    type($result)
+  }];
+  let builders = [
+    // The element count determines the (at most one) dynamic extent.
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input), [{
+      build($_builder, $_state, result, input, ::mlir::ValueRange());
+    }]>
+  ];
   let hasVerifier = 1;
   let hasFolder = 1;
   let hasCanonicalizer = 1;
@@ -458,6 +482,19 @@ class NN_ReduceOp<string mnemonic, string what, list<Trait> traits = []>
   let extraClassDeclaration = [{
     /// `axes` counted from the front ([0, rank)), in the order written.
     ::llvm::SmallVector<int64_t> getNormalizedAxes();
+  }];
+  let extraClassDefinition = [{
+    ::llvm::LogicalResult $cppClass::inferReturnTypes(
+        ::mlir::MLIRContext *, std::optional<::mlir::Location> location,
+        Adaptor adaptor, ::llvm::SmallVectorImpl<::mlir::Type> &types) {
+      return ::moec::nn::inferReductionResult(
+          location, getOperationName(), adaptor.getInput().getType(),
+          adaptor.getAxes(), adaptor.getKeepDims(), types);
+    }
+    ::llvm::SmallVector<int64_t> $cppClass::getNormalizedAxes() {
+      return ::moec::nn::normalizeAxes(getAxes(),
+                                       getInput().getType().getRank());
+    }
   }];
 }
 
@@ -548,22 +585,20 @@ def NN_ConcatOp : NN_Op<"concat", [Pure, InferTypeWithDefaults]> {
   let results = (outs NN_AnyTensor:$result);
   let assemblyFormat =
       "$inputs `axis` `=` $axis attr-dict `:` type($inputs)";
-  let hasVerifier = 1;
 }
 
 def NN_SliceOp : NN_Op<"slice", [Pure, InferTypeWithDefaults]> {
   let summary = "strided slice with numpy/ONNX clamping";
   let description = [{
     One `starts`, `ends` and `steps` entry per dimension, with the semantics
-    of ONNX `Slice` (and numpy `x[start:end:step]`): negative `starts` and
-    `ends` count from the end of the dimension, then both are clamped to the
-    dimension (`[0, extent]` for positive steps, `[-1, extent - 1]` for
-    negative ones); `steps` are nonzero. An `end` of `INT64_MAX` (or
-    `INT64_MIN` with a negative step) means "through the last element". The
-    result extent is static wherever the input extent is, and where the
-    slice does not depend on the extent (non-negative start and end, step
-    1, and the input extent unknown is then treated as large enough: no,
-    dynamic) it is dynamic.
+    of ONNX `Slice`: negative `starts` and `ends` count from the end of the
+    dimension, then starts are clamped to `[0, extent]` for positive steps
+    and `[0, extent - 1]` for negative ones, ends to `[0, extent]` and
+    `[-1, extent - 1]`; `steps` are nonzero. The slice takes the elements
+    `start, start + step, ...` strictly before `end`. An `end` of
+    `INT64_MAX` (or `INT64_MIN` with a negative step) thus means "through
+    the last element". The result extent is static wherever the input
+    extent is, and dynamic otherwise.
 
     Example:
 
@@ -746,7 +781,7 @@ def NN_IotaOp : NN_Op<"iota", [Pure]> {
 def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
   let summary = "keep the lower (or upper) triangle of the trailing matrices";
   let description = [{
-    ONNX `Trilu`: for every matrix in the last two dimensions, elements
+    ONNX `Trilu`: `input` has rank >= 2; for every matrix in the last two dimensions, elements
     `(i, j)` with `j - i <= diagonal` are kept (`j - i >= diagonal` with
     `upper`) and the others are zero (false for `i1`).
 
@@ -760,6 +795,7 @@ def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
       DefaultValuedAttr<I64Attr, "0">:$diagonal, UnitAttr:$upper);
   let results = (outs NN_AnyTensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

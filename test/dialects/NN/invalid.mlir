@@ -23,16 +23,33 @@ func.func @mul_not_broadcastable(%a: tensor<?x3x64xf32>, %b: tensor<4x64xf32>) {
 
 // -----
 
-func.func @sub_int_operand(%a: tensor<4xi32>, %b: tensor<4xi32>) {
-  // expected-error @+1 {{'nn.sub' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4xi32>'}}
-  %0 = "nn.sub"(%a, %b) : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+func.func @sub_bool_operand(%a: tensor<4xi1>, %b: tensor<4xi1>) {
+  // expected-error @+1 {{'nn.sub' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 32-bit signless integer or 64-bit signless integer values, but got 'tensor<4xi1>'}}
+  %0 = "nn.sub"(%a, %b) : (tensor<4xi1>, tensor<4xi1>) -> tensor<4xi1>
+  return
+}
+
+// -----
+
+// pow takes floats only.
+func.func @pow_int_operand(%a: tensor<4xi32>, %b: tensor<4xi32>) {
+  // expected-error @+1 {{'nn.pow' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4xi32>'}}
+  %0 = "nn.pow"(%a, %b) : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+  return
+}
+
+// -----
+
+func.func @add_mixed_int(%a: tensor<4xi32>, %b: tensor<4xi64>) {
+  // expected-error @+1 {{'nn.add' op 'lhs' ('tensor<4xi32>') and 'rhs' ('tensor<4xi64>') must have the same element type}}
+  %0 = nn.add %a, %b : tensor<4xi32>, tensor<4xi64>
   return
 }
 
 // -----
 
 func.func @div_unranked(%a: tensor<*xf32>) {
-  // expected-error @+1 {{'nn.div' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<*xf32>'}}
+  // expected-error @+1 {{'nn.div' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 32-bit signless integer or 64-bit signless integer values, but got 'tensor<*xf32>'}}
   %0 = "nn.div"(%a, %a) : (tensor<*xf32>, tensor<*xf32>) -> tensor<*xf32>
   return
 }
@@ -701,7 +718,7 @@ func.func @reshape_element_type(%x: tensor<4x?xf32>) {
 // -----
 
 func.func @reshape_two_dynamic(%x: tensor<4x?xf32>) {
-  // expected-error @+1 {{'nn.reshape' op result 'tensor<?x?xf32>' may have at most one dynamic dimension, which the element count determines}}
+  // expected-error @+1 {{'nn.reshape' op result 'tensor<?x?xf32>' has more than one dynamic dimension, so it needs 'dynamic_sizes' (one per dynamic dimension)}}
   %0 = nn.reshape %x : tensor<4x?xf32> -> tensor<?x?xf32>
   return
 }
