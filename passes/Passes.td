@@ -79,8 +79,7 @@ def MoERaiseDecomposed : Pass<"moe-raise-decomposed"> {
     biases are the experts' ones stacked by `nn.concat` into `[E, ...]`
     tensors, and `moe.combine` into zeros, as `moe-decompose-layer` does;
     each expert then runs on its own tokens only. Inputs `[..., D]` of rank
-    above 2 are reshaped to `[T, D]` and the output back (at most one
-    dynamic extent).
+    above 2 are reshaped to `[T, D]` and the output back.
 
     A structure is rewritten only when it is the whole MoE FFN: every expert
     `0 .. E-1` (E = the router's output width) exactly once, all reading the

@@ -358,11 +358,8 @@ std::optional<DecomposedMoE> matchDecomposedMoE(nn::AddOp root) {
     byExpert[expert] = term.ffn;
   }
 
-  // Tokens of rank > 2 are flattened to [T, D] and the result reshaped
-  // back, which nn.reshape can do with at most one dynamic extent.
-  auto inputType = cast<RankedTensorType>(first.ffn.input().getType());
-  if (inputType.getRank() < 2 ||
-      (inputType.getRank() > 2 && root.getType().getNumDynamicDims() > 1))
+  // Tokens of rank > 2 are flattened to [T, D] and the result reshaped back.
+  if (cast<RankedTensorType>(first.ffn.input().getType()).getRank() < 2)
     return std::nullopt;
 
   DecomposedMoE moe{*router, {}};
@@ -390,12 +387,17 @@ Value toTokenMatrix(OpBuilder &b, Location loc, Value value) {
   return nn::ReshapeOp::create(b, loc, matrixType, value);
 }
 
-/// A `[T, N]` matrix back in the shape `type` of the value it replaces.
+/// A `[T, N]` matrix back in the shape `type` (`[..., N]`, N static) of the
+/// value it replaces, whose leading extents are those of `tokens`.
 Value fromTokenMatrix(OpBuilder &b, Location loc, Value matrix,
-                      RankedTensorType type) {
+                      RankedTensorType type, Value tokens) {
   if (matrix.getType() == type)
     return matrix;
-  return nn::ReshapeOp::create(b, loc, type, matrix);
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      dynamicSizes.push_back(tensor::DimOp::create(b, loc, tokens, d));
+  return nn::ReshapeOp::create(b, loc, type, matrix, dynamicSizes);
 }
 
 /// The experts' weights (`[in, out]`) or biases (`[out]`) stacked along a
@@ -429,8 +431,9 @@ Value raiseRouter(PatternRewriter &rewriter, const Router &router,
   Value logits = moe::GateOp::create(rewriter, linear.getLoc(), tokens,
                                      linear.getWeight(), linear.getBias(),
                                      /*seed=*/Value(), /*jitter_eps=*/nullptr);
-  rewriter.replaceOp(linear, fromTokenMatrix(rewriter, linear.getLoc(),
-                                             logits, linear.getType()));
+  rewriter.replaceOp(linear,
+                     fromTokenMatrix(rewriter, linear.getLoc(), logits,
+                                     linear.getType(), linear.getInput()));
   return logits;
 }
 
@@ -464,20 +467,23 @@ Value buildMoEOps(PatternRewriter &rewriter, nn::AddOp root,
   Value rows =
       moe::PermuteOp::create(rewriter, loc, tokens, dispatch.getRowToken());
 
+  // One statement per operand: the stacks appear in operand order.
   ArrayRef<ExpertFFN> experts = moe.experts;
   bool gated = experts.front().fc3.has_value();
   auto stack = [&](auto get) {
     return stackExperts(rewriter, loc, experts, get);
   };
+  Value fc1 = stack([](const ExpertFFN &e) { return e.fc1.weight; });
+  Value fc2 = stack([](const ExpertFFN &e) { return e.fc2.weight; });
+  Value fc3 =
+      gated ? stack([](const ExpertFFN &e) { return e.fc3->weight; }) : Value();
+  Value fc1Bias = stack([](const ExpertFFN &e) { return e.fc1.bias; });
+  Value fc2Bias = stack([](const ExpertFFN &e) { return e.fc2.bias; });
+  Value fc3Bias =
+      gated ? stack([](const ExpertFFN &e) { return e.fc3->bias; }) : Value();
   Value expertRows = moe::ExpertFFNOp::create(
-      rewriter, loc, rows, dispatch.getOffsets(),
-      stack([](const ExpertFFN &e) { return e.fc1.weight; }),
-      stack([](const ExpertFFN &e) { return e.fc2.weight; }),
-      gated ? stack([](const ExpertFFN &e) { return e.fc3->weight; })
-            : Value(),
-      stack([](const ExpertFFN &e) { return e.fc1.bias; }),
-      stack([](const ExpertFFN &e) { return e.fc2.bias; }),
-      gated ? stack([](const ExpertFFN &e) { return e.fc3->bias; }) : Value(),
+      rewriter, loc, rows, dispatch.getOffsets(), fc1, fc2, fc3, fc1Bias,
+      fc2Bias, fc3Bias,
       moe::ActivationAttr::get(context, experts.front().activation));
 
   RankedTensorType resultType = root.getType();
@@ -486,7 +492,8 @@ Value buildMoEOps(PatternRewriter &rewriter, nn::AddOp root,
   Value output = moe::CombineOp::create(rewriter, loc, expertRows,
                                         dispatch.getRowToken(),
                                         dispatch.getRowWeight(), zeros);
-  return fromTokenMatrix(rewriter, loc, output, resultType);
+  return fromTokenMatrix(rewriter, loc, output, resultType,
+                         router.gate.input);
 }
 
 /// Rooted at every nn.add: succeeds on the add that completes the sum over
