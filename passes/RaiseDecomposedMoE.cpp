@@ -89,9 +89,7 @@ std::optional<Linear> matchLinear(Value value) {
 struct Router {
   Linear gate;
   int64_t k;
-  /// The weights the experts read: topk's values, divided by their row sum
-  /// when `normalize`.
-  Value weights;
+  /// Whether the experts read the top-k values divided by their row sum.
   bool normalize = false;
 
   int64_t numExperts() const {
@@ -107,7 +105,6 @@ std::optional<Router> matchRouter(Value weights, Value indices) {
     return std::nullopt;
   Router router;
   router.k = static_cast<int64_t>(topk.getK());
-  router.weights = weights;
   if (weights != topk.getValues()) {
     // Mixtral's renormalisation: values / sum(values).
     auto div = weights.getDefiningOp<nn::DivOp>();
@@ -324,6 +321,9 @@ std::optional<DecomposedMoE> matchDecomposedMoE(nn::AddOp root) {
   SmallVector<Value> summands;
   if (failed(collectSummands(root, summands)) || summands.empty())
     return std::nullopt;
+  // The sum keeps the terms' shape (zeros must not broadcast it).
+  if (root.getType() != summands.front().getType())
+    return std::nullopt;
   SmallVector<ExpertTerm> terms;
   for (Value summand : summands) {
     std::optional<ExpertTerm> term = matchExpertTerm(summand);
@@ -332,9 +332,6 @@ std::optional<DecomposedMoE> matchDecomposedMoE(nn::AddOp root) {
     terms.push_back(*term);
   }
   const ExpertTerm &first = terms.front();
-  // The sum keeps the terms' shape (zeros must not broadcast it).
-  if (root.getType() != summands.front().getType())
-    return std::nullopt;
 
   std::optional<Router> router =
       matchRouter(first.weight.weights, first.weight.indices);
@@ -439,7 +436,7 @@ Value raiseRouter(PatternRewriter &rewriter, const Router &router,
 
 /// Builds routing, dispatch, permute, expert_ffn and combine as
 /// moe-decompose-layer does for a dropless token-choice layer, and returns
-/// the result in `resultType`.
+/// the value that replaces `root`.
 Value buildMoEOps(PatternRewriter &rewriter, nn::AddOp root,
                   const DecomposedMoE &moe) {
   const Router &router = moe.router;
