@@ -16,14 +16,16 @@
 //   out-of-range id reads a wrong row rather than arbitrary memory.
 //
 // The builders these patterns share are in NNLowering/Builders.h; the
-// gradient ops (nn.reduce_sum and the `*_grad` ops) lower in
-// NNLowering/Gradients.cpp.
+// reductions and the gradient ops (`*_grad`) lower in
+// NNLowering/Gradients.cpp, the tensor-manipulation ops of ONNX graphs in
+// NNLowering/TensorOps.cpp.
 //
 //===----------------------------------------------------------------------===//
 
 #include "dialects/NN/NNDialect.h"
 #include "passes/NNLowering/Builders.h"
 #include "passes/NNLowering/Gradients.h"
+#include "passes/NNLowering/TensorOps.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -99,23 +101,11 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
   matchAndRewrite(SourceOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    MLIRContext *context = op.getContext();
     RankedTensorType type = op.getType();
-    int64_t rank = type.getRank();
-    Value lhs = adaptor.getLhs(), rhs = adaptor.getRhs();
-    SmallVector<std::pair<Value, int64_t>> operands = {
-        {lhs, rankedType(lhs).getRank()}, {rhs, rankedType(rhs).getRank()}};
-    SmallVector<OpFoldResult> sizes;
-    SmallVector<AffineMap> maps;
-    for (int64_t i = 0; i < rank; ++i)
-      sizes.push_back(
-          broadcastSize(rewriter, loc, type.getDimSize(i), i, rank, operands));
-    for (auto [value, count] : operands)
-      maps.push_back(AffineMap::get(
-          rank, 0, broadcastExprs(rankedType(value), count, rank, context),
-          context));
+    ValueRange operands = adaptor.getOperands();
+    BroadcastLoops loops = broadcastLoops(rewriter, loc, type, operands);
     Value result = buildElementwise(
-        rewriter, loc, {lhs, rhs}, maps, sizes, type.getElementType(),
+        rewriter, loc, operands, loops.maps, loops.sizes, type.getElementType(),
         [](OpBuilder &b, Location loc, ValueRange args) -> Value {
           if constexpr (std::is_void_v<IntegerOp>)
             return FloatOp::create(b, loc, args[0], args[1]);
@@ -759,28 +749,48 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
     // A static input fixes every result extent; reshaping to the static type
     // keeps collapse/expand shapes consistent, and a cast restores the `?`.
     RankedTensorType target = type;
-    if (inputType.hasStaticShape() && !type.hasStaticShape()) {
-      int64_t known = 1;
-      for (int64_t extent : type.getShape())
-        if (!ShapedType::isDynamic(extent))
-          known *= extent;
+    int64_t known = 1;
+    for (int64_t extent : type.getShape())
+      if (!ShapedType::isDynamic(extent))
+        known *= extent;
+    if (inputType.hasStaticShape() && type.getNumDynamicDims() == 1 &&
+        known != 0) {
       SmallVector<int64_t> shape(type.getShape());
       for (int64_t &extent : shape)
         if (ShapedType::isDynamic(extent))
           extent = inputType.getNumElements() / known;
       target = type.clone(shape);
     }
-    Value result = reshape(rewriter, loc, input, target);
+    std::optional<SmallVector<OpFoldResult>> sizes;
+    if (!adaptor.getDynamicSizes().empty() && !target.hasStaticShape())
+      sizes = getMixedValues(target.getShape(), adaptor.getDynamicSizes(),
+                             rewriter);
+    Value result = reshape(rewriter, loc, input, target, sizes);
     rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
     return success();
   }
 
   /// A collapse or an expand when one describes the reshape, else a collapse
-  /// to 1-D followed by an expand.
+  /// to 1-D followed by an expand; a tensor.reshape for several dynamic
+  /// target extents. `givenSizes` are the extents of `target` when the op
+  /// lists them (it must with several dynamic extents); otherwise the element
+  /// count determines the one dynamic extent.
   static Value reshape(OpBuilder &b, Location loc, Value input,
-                       RankedTensorType target) {
+                       RankedTensorType target,
+                       std::optional<ArrayRef<OpFoldResult>> givenSizes) {
     RankedTensorType source = rankedType(input);
     ArrayRef<int64_t> from = source.getShape(), to = target.getShape();
+    // Which source extents make up several dynamic target extents is only
+    // known at run time, so no collapse/expand describes such a reshape;
+    // besides, expand-strided-metadata (LLVM 22) crashes on a
+    // memref.expand_shape group with two dynamic extents. tensor.reshape
+    // with the extents as a shape operand is still a view after
+    // bufferization.
+    if (target.getNumDynamicDims() > 1) {
+      Value shape = tensor::FromElementsOp::create(
+          b, loc, getValueOrCreateConstantIndexOp(b, loc, *givenSizes));
+      return tensor::ReshapeOp::create(b, loc, target, input, shape);
+    }
     if (source == target)
       return input;
     if (source.getRank() > target.getRank() && target.getRank() > 0) {
@@ -792,9 +802,10 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
       auto groups = getReassociationIndicesForCollapse(to, from);
       if (groups && groupsMatch(from, to, *groups)) {
         SmallVector<OpFoldResult> sizes =
-            expandedSizes(b, loc, to, *groups, [&](int64_t group) {
-              return dimValue(b, loc, input, group);
-            });
+            givenSizes ? llvm::to_vector(*givenSizes)
+                       : expandedSizes(b, loc, to, *groups, [&](int64_t group) {
+                           return dimValue(b, loc, input, group);
+                         });
         return tensor::ExpandShapeOp::create(b, loc, target, input, *groups,
                                              sizes);
       }
@@ -820,9 +831,13 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
       return castToType(b, loc, flat, target);
     ReassociationIndices all =
         llvm::to_vector(llvm::seq<int64_t>(0, target.getRank()));
-    Value count = elementCount(b, loc, input);
-    SmallVector<OpFoldResult> sizes =
-        expandedSizes(b, loc, to, {all}, [&](int64_t) { return count; });
+    SmallVector<OpFoldResult> sizes;
+    if (givenSizes) {
+      sizes = llvm::to_vector(*givenSizes);
+    } else {
+      Value count = elementCount(b, loc, input);
+      sizes = expandedSizes(b, loc, to, {all}, [&](int64_t) { return count; });
+    }
     return tensor::ExpandShapeOp::create(
         b, loc, target, flat, ArrayRef<ReassociationIndices>{all}, sizes);
   }
@@ -966,6 +981,7 @@ struct ConvertNNToLinalg
                  RotaryOpLowering, AttentionOpLowering, ReshapeOpLowering,
                  TransposeOpLowering, CrossEntropyOpLowering>(context);
     populateGradientLoweringPatterns(patterns);
+    populateTensorOpLoweringPatterns(patterns);
 
     llvm::SmallPtrSet<Operation *, 4> inputErfs;
     func.walk([&](math::ErfOp erf) { inputErfs.insert(erf); });
