@@ -36,7 +36,7 @@ class Graph:
 
     def __init__(self, E, k, activation, normalize, mask="where",
                  spelled_silu=False, bias=False, rank3=False, order="chain",
-                 zero_init=False, swap=False):
+                 zero_init=False, swap=False, opaque_zero=False):
         self.E, self.k, self.activation = E, k, activation
         self.normalize, self.bias = normalize, bias
         self.lead = (2, None) if rank3 else (None,)
@@ -48,6 +48,13 @@ class Graph:
         wr = self.arg("wr", (D, E))
         vals, idx, weights = self.router(x, wr)
         terms = [self.term(e, x, weights, idx) for e in range(E)]
+        if opaque_zero:
+            # An input that the test sets to zeros, added between the terms:
+            # the same function, but no add completes a sum of experts only,
+            # so the graph stays in plain ops.
+            terms[0] = self.op("t0r", "nn.add %s, %s : %s, %s" % (
+                terms[0], self.arg("r", self.lead + (D,)), self.t(D),
+                self.t(D)))
         self.output = self.accumulate(terms, order, zero_init)
 
     # -- helpers ----------------------------------------------------------
@@ -168,15 +175,23 @@ class Graph:
                 "  return %s : %s\n}\n" % (params, self.t(D), "\n".join(
                     self.lines), self.output, self.t(D)))
 
-    def inputs(self, rng, tokens):
-        """Random nonzero inputs by argument name; token rows `tokens`."""
+    def inputs(self, rng, tokens, ties=False):
+        """Random nonzero inputs by argument name; token rows `tokens`. With
+        `ties`, the router's second half of columns repeats the first, so
+        that every token's probabilities tie in pairs."""
         values = {}
         for name, shape in self.args:
             concrete = tuple(tokens if d is None else d for d in shape)
+            if name == "r":
+                values[name] = np.zeros(concrete, np.float32)
+                continue
             scale = 1.0 if name == "x" else 1.0 / np.sqrt(shape[0])
             value = rng.standard_normal(concrete) * scale
             values[name] = np.where(np.abs(value) < 1e-3, 1e-3,
                                     value).astype(np.float32)
+        if ties:
+            half = self.E // 2
+            values["wr"][:, half:] = values["wr"][:, :half]
         return values
 
     def reference(self, values):
@@ -216,7 +231,10 @@ CASES = [
 def case_id(case):
     E, k, activation, normalize, options = case
     return "E%d-k%d-%s%s%s" % (E, k, activation, "-norm" if normalize else "",
-                               "".join("-%s" % key for key in sorted(options)))
+                               "".join("-" + key if value is True else
+                                       "-%s=%s" % (key, value)
+                                       for key, value in sorted(
+                                           options.items())))
 
 
 def compile_to_graph(moec_path, tmp_path, text):
@@ -247,11 +265,60 @@ def test_raised_and_matches_dense_reference(case, compile_model, moec_path,
             actual = model.run("forward", **values)["y"]
             expected = graph.reference(values)
             assert actual.shape == expected.shape
-            err = float(np.abs(actual.astype(np.float64) - expected).max() /
-                        np.abs(expected).max())
+            err = normwise(actual, expected)
             numerics_report("raise_decomposed %s (normwise)" % case_id(case),
                             err)
             assert err <= TOLERANCE, (seed, tokens, err)
+
+
+def normwise(actual, expected):
+    return float(np.abs(actual.astype(np.float64) - expected).max() /
+                 np.abs(expected).max())
+
+
+# Raised and plain-op compilations of one function, on random inputs and on
+# routers whose probabilities tie in pairs: moe.token_choice must pick the
+# experts nn.topk picks (ties to the lower index).
+AGREEMENT_CASES = [
+    (4, 1, "relu", False, {}),
+    (4, 2, "silu", True, {"mask": "cast"}),
+    (8, 2, "swiglu", True, {}),
+]
+
+
+@pytest.mark.parametrize("case", AGREEMENT_CASES, ids=case_id)
+def test_raised_agrees_with_plain_ops(case, compile_model, moec_path,
+                                      tmp_path, numerics_report):
+    E, k, activation, normalize, options = case
+    raised = Graph(E, k, activation, normalize, **options)
+    plain = Graph(E, k, activation, normalize, opaque_zero=True, **options)
+    ir = compile_to_graph(moec_path, tmp_path, plain.text())
+    assert "nn.topk" in ir and "moe.expert_ffn" not in ir, ir
+    raised_model = compile_model(raised.text())
+    plain_model = compile_model(plain.text())
+    for seed in SEEDS:
+        for ties in (False, True):
+            rng = np.random.default_rng(seed)
+            values = plain.inputs(rng, 33, ties=ties)
+            if ties:
+                probs, _ = dec.router(values["x"], values["wr"], k=E,
+                                      normalize=False)
+                assert np.array_equal(probs[:, 0::2], probs[:, 1::2])
+            expected = plain.reference(values)
+            from_plain = plain_model.run("forward", **values)["y"]
+            del values["r"]
+            from_raised = raised_model.run("forward", **values)["y"]
+            key = "raise_decomposed %s%s" % (case_id(case),
+                                             " ties" if ties else "")
+            for what, actual in (("raised", from_raised),
+                                 ("plain", from_plain)):
+                err = normwise(actual, expected)
+                numerics_report("%s %s vs reference (normwise)" % (key, what),
+                                err)
+                assert err <= TOLERANCE, (what, seed, ties, err)
+            err = normwise(from_raised, from_plain.astype(np.float64))
+            numerics_report("%s raised vs plain (normwise)" % key, err)
+            assert err <= TOLERANCE, (seed, ties, err)
 
 
 def test_mismatched_expert_is_left_alone(moec_path, tmp_path):
