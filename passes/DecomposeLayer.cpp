@@ -82,7 +82,7 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
                                   layer.getActivationAttr());
   else
     init = moec::createZeros(rewriter, loc, input, expertRows,
-                       layer.getOutput().getType());
+                             layer.getOutput().getType());
   // The shared expert may know an extent the routed experts leave dynamic
   // (or the reverse); combine needs its accumulator in the layer's type.
   if (init.getType() != layer.getOutput().getType())

@@ -1,4 +1,4 @@
-//===- GraphBuilders.h - IR builders shared by the graph passes --*- C++ -*-===//
+//===- GraphBuilders.h - IR builders of the graph passes -------*- C++ -*-===//
 //
 // Helpers of the passes that rewrite nn/moe graphs into moe ops
 // (moe-decompose-layer, moe-raise-decomposed).

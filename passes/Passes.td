@@ -119,10 +119,15 @@ def MoERaiseDecomposed : Pass<"moe-raise-decomposed"> {
     %rt, %rw, %off = moe.dispatch %idx, %w {num_experts = 2 : i64}
         : tensor<?x1xi32>, tensor<?x1xf32>
     %xs = moe.permute %x, %rt : tensor<?x16xf32>, tensor<?xi32>
-    %fc1 = nn.concat (nn.reshape %w1_0, %w1_1 to [1, 16, 32]) axis = 0 ...
-    %fc2 = nn.concat (nn.reshape %w2_0, %w2_1 to [1, 32, 16]) axis = 0 ...
-    %ys = moe.expert_ffn relu %xs, %off, %fc1, %fc2 : ...
-    %out = moe.combine %ys, %rt, %rw into %zeros : ...
+    %r0 = nn.reshape %w1_0 : tensor<16x32xf32> -> tensor<1x16x32xf32>
+    %r1 = nn.reshape %w1_1 : tensor<16x32xf32> -> tensor<1x16x32xf32>
+    %fc1 = nn.concat %r0, %r1 axis = 0 : tensor<1x16x32xf32>, tensor<1x16x32xf32>
+    // ... %fc2 likewise from %w2_0 and %w2_1 ...
+    %ys = moe.expert_ffn relu %xs, %off, %fc1, %fc2
+        : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x32xf32>, tensor<2x32x16xf32>
+    %zeros = ... zeros of tensor<?x16xf32> ...
+    %out = moe.combine %ys, %rt, %rw into %zeros
+        : tensor<?x16xf32>, tensor<?xi32>, tensor<?xf32>, tensor<?x16xf32>
     ```
   }];
   let dependentDialects = [

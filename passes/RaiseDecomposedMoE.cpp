@@ -164,7 +164,8 @@ std::optional<ExpertWeight> matchMaskedWeights(Value masked) {
   } else if (auto mul = masked.getDefiningOp<nn::MulOp>()) {
     for (auto [factor, other] : bothOrders(mul)) {
       auto toFloat = factor.getDefiningOp<nn::CastOp>();
-      if (toFloat && toFloat.getInput().getType().getElementType().isInteger(1)) {
+      if (toFloat &&
+          toFloat.getInput().getType().getElementType().isInteger(1)) {
         mask = toFloat.getInput();
         weights = other;
         break;
@@ -293,7 +294,8 @@ std::optional<ExpertTerm> matchExpertTerm(Value term) {
 /// leaving out constant zeros (the accumulator's initial value). Stops at
 /// the first summand that cannot be an expert term, so that trying every
 /// residual add of a model stays cheap.
-LogicalResult collectSummands(nn::AddOp root, SmallVectorImpl<Value> &summands) {
+LogicalResult collectSummands(nn::AddOp root,
+                              SmallVectorImpl<Value> &summands) {
   SmallVector<Value> worklist = {root.getLhs(), root.getRhs()};
   while (!worklist.empty()) {
     Value value = worklist.pop_back_val();
@@ -486,11 +488,10 @@ Value buildMoEOps(PatternRewriter &rewriter, nn::AddOp root,
   RankedTensorType resultType = root.getType();
   Value zeros =
       moec::createZeros(rewriter, loc, tokens, expertRows, resultType);
-  Value output = moe::CombineOp::create(rewriter, loc, expertRows,
-                                        dispatch.getRowToken(),
-                                        dispatch.getRowWeight(), zeros);
-  return fromTokenMatrix(rewriter, loc, output, resultType,
-                         router.gate.input);
+  Value output =
+      moe::CombineOp::create(rewriter, loc, expertRows, dispatch.getRowToken(),
+                             dispatch.getRowWeight(), zeros);
+  return fromTokenMatrix(rewriter, loc, output, resultType, router.gate.input);
 }
 
 /// Rooted at every nn.add: succeeds on the add that completes the sum over
@@ -518,8 +519,8 @@ struct MoERaiseDecomposed
     GreedyRewriteConfig config;
     config.enableFolding(false).setRegionSimplificationLevel(
         GreedySimplifyRegionLevel::Disabled);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
-                                     config)))
+    if (failed(
+            applyPatternsGreedily(getOperation(), std::move(patterns), config)))
       signalPassFailure();
   }
 };

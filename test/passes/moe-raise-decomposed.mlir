@@ -396,6 +396,39 @@ func.func @residual(%x: tensor<?x4xf32>, %wr: tensor<4x2xf32>, %w1_0: tensor<4x8
 
 // -----
 
+// A router bias becomes moe.gate's bias.
+
+// CHECK-LABEL: func.func @router_bias
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<?x4xf32>, %[[WR:[^:]*]]: tensor<4x2xf32>, {{.*}}, %[[BR:[^:]*]]: tensor<2xf32>)
+// CHECK: moe.gate %[[X]], %[[WR]] bias %[[BR]] : tensor<?x4xf32>, tensor<4x2xf32>, tensor<2xf32>
+// CHECK: moe.expert_ffn relu
+func.func @router_bias(%x: tensor<?x4xf32>, %wr: tensor<4x2xf32>, %w1_0: tensor<4x8xf32>, %w2_0: tensor<8x4xf32>, %w1_1: tensor<4x8xf32>, %w2_1: tensor<8x4xf32>, %br: tensor<2xf32>) -> (tensor<?x4xf32>) {
+  %logits = nn.linear %x, %wr bias %br : tensor<?x4xf32>, tensor<4x2xf32>, tensor<2xf32>
+  %probs = nn.softmax %logits {axis = 1 : i64} : tensor<?x2xf32>
+  %vals, %idx = nn.topk %probs top 1 {axis = 1 : i64} : tensor<?x2xf32>
+  %zero = arith.constant dense<0.0> : tensor<f32>
+  %c0 = arith.constant dense<0> : tensor<i64>
+  %eq0 = nn.compare eq %idx, %c0 : tensor<?x1xi64>, tensor<i64>
+  %m0 = nn.where %eq0, %vals, %zero : tensor<?x1xi1>, tensor<?x1xf32>, tensor<f32>
+  %s0 = nn.reduce_sum %m0 [1] {keep_dims} : tensor<?x1xf32>
+  %h1_0 = nn.linear %x, %w1_0 : tensor<?x4xf32>, tensor<4x8xf32>
+  %a0 = nn.relu %h1_0 : tensor<?x8xf32>
+  %h2_0 = nn.linear %a0, %w2_0 : tensor<?x8xf32>, tensor<8x4xf32>
+  %t0 = nn.mul %s0, %h2_0 : tensor<?x1xf32>, tensor<?x4xf32>
+  %c1 = arith.constant dense<1> : tensor<i64>
+  %eq1 = nn.compare eq %idx, %c1 : tensor<?x1xi64>, tensor<i64>
+  %m1 = nn.where %eq1, %vals, %zero : tensor<?x1xi1>, tensor<?x1xf32>, tensor<f32>
+  %s1 = nn.reduce_sum %m1 [1] {keep_dims} : tensor<?x1xf32>
+  %h1_1 = nn.linear %x, %w1_1 : tensor<?x4xf32>, tensor<4x8xf32>
+  %a1 = nn.relu %h1_1 : tensor<?x8xf32>
+  %h2_1 = nn.linear %a1, %w2_1 : tensor<?x8xf32>, tensor<8x4xf32>
+  %t1 = nn.mul %s1, %h2_1 : tensor<?x1xf32>, tensor<?x4xf32>
+  %acc1 = nn.add %t0, %t1 : tensor<?x4xf32>, tensor<?x4xf32>
+  return %acc1 : tensor<?x4xf32>
+}
+
+// -----
+
 // Expert 1 is not in the sum. Left alone.
 
 // CHECK-LABEL: func.func @missing_expert
