@@ -40,7 +40,8 @@ struct PhaseInfo {
 // without an LLVM intrinsic (erf) become libm calls.
 const PhaseInfo kPhases[] = {
     {Phase::Import, "import", ""},
-    {Phase::Graph, "graph", "moe-decompose-layer,canonicalize,cse"},
+    {Phase::Graph, "graph",
+     "moe-raise-decomposed,moe-decompose-layer,canonicalize,cse"},
     // Built from the options in addAutodiffPasses.
     {Phase::Autodiff, "autodiff", ""},
     {Phase::Lower, "lower",
