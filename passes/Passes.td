@@ -350,6 +350,34 @@ def MoECPUTileAndVectorize
   ];
 }
 
+def MoELowerStridedCopies
+    : Pass<"moe-lower-strided-copies", "::mlir::func::FuncOp"> {
+  let summary = "turn memref.copy between strided views into linalg.copy";
+  let description = [{
+    After bufferization, copies into or out of strided views (a slice of the
+    buffer that a concatenation fills, a strided slice) are `memref.copy`
+    ops whose LLVM lowering calls `memrefCopy` from MLIR's C runner
+    utilities, which a `model.so` does not link. This pass rewrites every
+    `memref.copy` with a non-identity layout on either side into a
+    `linalg.copy`, which `convert-linalg-to-loops` lowers to loops; copies
+    between identity layouts stay `memref.copy` (they become `memcpy`).
+
+    Example:
+
+    ```mlir
+    memref.copy %a, %view : memref<?x3xf32> to memref<?x3xf32, strided<[9, 1]>>
+    ```
+
+    becomes
+
+    ```mlir
+    linalg.copy ins(%a : memref<?x3xf32>)
+                outs(%view : memref<?x3xf32, strided<[9, 1]>>)
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
 def MoEOutlineParallelLoops
     : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
   let summary = "run scf.parallel loops on the runtime's threads";

@@ -483,7 +483,9 @@ Value buildMoEOps(PatternRewriter &rewriter, nn::AddOp root,
   Value expertRows = moe::ExpertFFNOp::create(
       rewriter, loc, rows, dispatch.getOffsets(), fc1, fc2, fc3, fc1Bias,
       fc2Bias, fc3Bias,
-      moe::ActivationAttr::get(context, experts.front().activation));
+      moe::ActivationAttr::get(context, experts.front().activation),
+      rewriter.getF32FloatAttr(1.0f), rewriter.getF32FloatAttr(0.0f),
+      FloatAttr());
 
   RankedTensorType resultType = root.getType();
   Value zeros =

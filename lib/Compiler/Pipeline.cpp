@@ -54,7 +54,8 @@ const PhaseInfo kPhases[] = {
      "canonicalize,buffer-deallocation-pipeline,canonicalize"},
     {Phase::Codegen, "codegen",
      "convert-bufferization-to-memref,"
-     "func.func(convert-linalg-to-loops,scf-forall-to-parallel),"
+     "func.func(moe-lower-strided-copies,convert-linalg-to-loops,"
+     "scf-forall-to-parallel),"
      "moe-outline-parallel-loops,"
      "convert-vector-to-scf{full-unroll},lower-affine,canonicalize,cse"},
     {Phase::LLVM, "llvm",
