@@ -3,9 +3,9 @@
 // Part of convert-nn-to-linalg, with the conventions of ConvertNNToLinalg.cpp
 // (f32 compute for f16/bf16 in generic bodies, numpy broadcasting in
 // indexing maps, clamped indices). These ops move data rather than compute:
-// slices and concatenations become tensor.extract_slice / insert_slice,
-// gathers and strided reads a generic that reads with tensor.extract, and
-// nn.topk a selection loop per row.
+// slices and concatenations copy through tensor.extract_slice /
+// insert_slice, gathers and negative strides are generics that read with
+// tensor.extract, and nn.topk is a selection loop per row.
 //
 //===----------------------------------------------------------------------===//
 
@@ -57,6 +57,15 @@ OpFoldResult addSizes(OpBuilder &b, Location loc, OpFoldResult lhs,
       .getResult();
 }
 
+/// `source` copied into `dest` (same shape) by linalg.copy. Bufferization
+/// then writes into the buffer of `dest` rather than emitting a memref.copy,
+/// whose strided form is a call into MLIR's runner library (memrefCopy),
+/// which models do not link. (Canonicalization would erase an identity
+/// linalg.generic copy, and with it the destination.)
+Value copyInto(OpBuilder &b, Location loc, Value source, Value dest) {
+  return linalg::CopyOp::create(b, loc, source, dest).getResult(0);
+}
+
 struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -88,8 +97,11 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
     for (auto [index, input] : llvm::enumerate(inputs)) {
       SmallVector<OpFoldResult> inputSizes =
           tensor::getMixedSizes(rewriter, loc, input);
-      result = tensor::InsertSliceOp::create(rewriter, loc, input, result,
-                                             offsets, inputSizes, strides);
+      Value slot = tensor::ExtractSliceOp::create(rewriter, loc, result,
+                                                  offsets, inputSizes, strides);
+      result = tensor::InsertSliceOp::create(
+          rewriter, loc, copyInto(rewriter, loc, input, slot), result, offsets,
+          inputSizes, strides);
       if (index + 1 != inputs.size())
         offsets[axis] =
             addSizes(rewriter, loc, offsets[axis], inputSizes[axis]);
@@ -162,9 +174,16 @@ struct SliceOpLowering : OpConversionPattern<SliceOp> {
     }
     Value result;
     if (llvm::all_of(steps, [](int64_t step) { return step > 0; })) {
-      result = tensor::ExtractSliceOp::create(
+      // The strided view is copied into a tensor of its own: returned as it
+      // is, bufferization would copy it with a runner-library call.
+      Value view = tensor::ExtractSliceOp::create(
           rewriter, loc, input, getAsOpFoldResult(firsts), counts,
           getAsIndexOpFoldResult(op.getContext(), steps));
+      result = copyInto(
+          rewriter, loc, view,
+          tensor::EmptyOp::create(rewriter, loc,
+                                  tensor::getMixedSizes(rewriter, loc, view),
+                                  type.getElementType()));
     } else {
       // tensor.extract_slice takes no negative strides: read element
       // first + i * step of every dimension.
