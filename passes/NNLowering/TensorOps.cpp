@@ -31,11 +31,6 @@ using namespace moec::nnlowering;
 
 namespace {
 
-/// `axis` of a verified op counted from the front.
-int64_t frontAxis(int64_t axis, int64_t rank) {
-  return axis < 0 ? axis + rank : axis;
-}
-
 //===----------------------------------------------------------------------===//
 // nn.concat
 //===----------------------------------------------------------------------===//
@@ -76,7 +71,7 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
     ValueRange inputs = adaptor.getInputs();
     RankedTensorType type = op.getType();
     int64_t rank = type.getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     SmallVector<OpFoldResult> sizes;
     for (int64_t d = 0; d < rank; ++d) {
       SmallVector<std::pair<Value, int64_t>> dims;
@@ -90,8 +85,8 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
                        tensor::getMixedSize(rewriter, loc, input, axis));
     sizes[axis] = total;
     // Each input is written into its range of one tensor.
-    Value result = tensor::EmptyOp::create(rewriter, loc, sizes,
-                                           type.getElementType());
+    Value result =
+        tensor::EmptyOp::create(rewriter, loc, sizes, type.getElementType());
     SmallVector<OpFoldResult> offsets(rank, rewriter.getIndexAttr(0));
     SmallVector<OpFoldResult> strides(rank, rewriter.getIndexAttr(1));
     for (auto [index, input] : llvm::enumerate(inputs)) {
@@ -218,7 +213,7 @@ struct GatherOpLowering : OpConversionPattern<GatherOp> {
     Value input = adaptor.getInput(), indices = adaptor.getIndices();
     RankedTensorType type = op.getType();
     int64_t rank = rankedType(input).getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     int64_t indexRank = rankedType(indices).getRank();
     int64_t loops = type.getRank();
     // Result loops: input dims before axis, the index dims, then the rest.
@@ -334,11 +329,9 @@ Value saturatingFloatToInt(OpBuilder &b, Location loc, Value x,
   // bf16 arrive extended).
   double limit = std::ldexp(1.0, bits - 1);
   double below = std::nextafter(static_cast<float>(limit), 0.0f);
-  Value isNaN =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
-  Value tooLarge =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGE, x,
-                            constant(limit));
+  Value isNaN = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
+  Value tooLarge = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGE, x,
+                                         constant(limit));
   Value clamped = arith::MaximumFOp::create(b, loc, x, constant(-limit));
   clamped = arith::MinimumFOp::create(b, loc, clamped, constant(below));
   clamped = arith::SelectOp::create(b, loc, isNaN, constant(0.0), clamped);
@@ -476,8 +469,8 @@ struct TriluOpLowering : OpConversionPattern<TriluOp> {
         [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
           // Element (i, j) is kept when j - i is on the kept side of the
           // diagonal.
-          Value offset = arith::SubIOp::create(b, loc, loopIndex(b, loc, rank - 1),
-                                               loopIndex(b, loc, rank - 2));
+          Value offset = arith::SubIOp::create(
+              b, loc, loopIndex(b, loc, rank - 1), loopIndex(b, loc, rank - 2));
           Value kept = arith::CmpIOp::create(b, loc, predicate, offset,
                                              indexConst(b, loc, diagonal));
           return arith::SelectOp::create(b, loc, kept, args[0],
@@ -509,12 +502,12 @@ Value ranksBefore(OpBuilder &b, Location loc, bool largest, Value a,
   };
   Value aNaN = cmp(P::UNO, a, a), otherNaN = cmp(P::UNO, other, other);
   Value strictly =
-      largest ? orI(cmp(P::OGT, a, other),
-                    andI(aNaN, cmp(P::ORD, other, other)))
-              : orI(cmp(P::OLT, a, other), andI(cmp(P::ORD, a, a), otherNaN));
+      largest
+          ? orI(cmp(P::OGT, a, other), andI(aNaN, cmp(P::ORD, other, other)))
+          : orI(cmp(P::OLT, a, other), andI(cmp(P::ORD, a, a), otherNaN));
   Value tie = orI(cmp(P::OEQ, a, other), andI(aNaN, otherNaN));
-  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                      indexA, indexOther);
+  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, indexA,
+                                      indexOther);
   return orI(strictly, andI(tie, lower));
 }
 
@@ -528,7 +521,7 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
     Value input = adaptor.getInput();
     RankedTensorType inputType = rankedType(input);
     int64_t rank = inputType.getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     Type element = inputType.getElementType();
     SmallVector<OpFoldResult> sizes =
         tensor::getMixedSizes(rewriter, loc, input);
@@ -539,7 +532,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
     SmallVector<Value> extents;
     for (int64_t d = 0; d < rank; ++d)
       extents.push_back(dimValue(rewriter, loc, input, d));
-    Value zero = indexConst(rewriter, loc, 0), one = indexConst(rewriter, loc, 1);
+    Value zero = indexConst(rewriter, loc, 0),
+          one = indexConst(rewriter, loc, 1);
     Value k = indexConst(rewriter, loc, op.getK());
     bool largest = op.getLargest();
     Type compute = computeType(element);
@@ -554,8 +548,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
           b, loc, zero, k, one,
           ValueRange{outputs[0], outputs[1], noValue, zero},
           [&](OpBuilder &b, Location loc, Value j, ValueRange iters) {
-            Value firstPass =
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, j, zero);
+            Value firstPass = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::eq, j, zero);
             Value prev = iters[2], prevIndex = iters[3];
             Value n = extents[axis];
             auto scan = scf::ForOp::create(
@@ -625,8 +619,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
 
 void moec::nnlowering::populateTensorOpLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<ConcatOpLowering, SliceOpLowering, GatherOpLowering,
-               WhereOpLowering, CompareOpLowering, CastOpLowering,
-               ExpandOpLowering, IotaOpLowering, TriluOpLowering,
-               TopKOpLowering>(patterns.getContext());
+  patterns
+      .add<ConcatOpLowering, SliceOpLowering, GatherOpLowering, WhereOpLowering,
+           CompareOpLowering, CastOpLowering, ExpandOpLowering, IotaOpLowering,
+           TriluOpLowering, TopKOpLowering>(patterns.getContext());
 }
