@@ -319,8 +319,9 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert",
      DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "dense expert applied to every token, optionally gated";
   let description = [{
-    The FFN of `moe.expert_ffn` with a single expert applied to all tokens
-    `input` (`[T, D]`): `fc1`, `fc3` are `[D, F]` and `fc2` is `[F, D_out]`.
+    The FFN of `moe.expert_ffn` (without SwiGLU parameters) with a single
+    expert applied to all tokens `input` (`[T, D]`): `fc1`, `fc3` are
+    `[D, F]` and `fc2` is `[F, D_out]`.
     Several shared experts (DeepSeek) are one shared expert whose `F` is
     their sum. With `gate` (`[D, 1]`) the output is scaled per token by
     `sigmoid(x @ gate)` (Qwen-MoE).
@@ -689,8 +690,8 @@ def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
     da1 = dh * a3 * act'(a1)   (gated),   dh * act'(a1)   (otherwise)
     da3 = dh * act(a1)
     swiglu with parameters (G, L as in moe.expert_ffn, s = sigmoid(alpha G)):
-    da1 = dh * (L + beta) * s * (1 + alpha G (1 - s))   where a1 <= limit, else 0
-    da3 = dh * G * s                                    where |a3| <= limit, else 0
+    da1 = dh * (L + beta) * s * (1 + alpha G (1 - s))  (0 where a1 > limit)
+    da3 = dh * G * s                                   (0 where |a3| > limit)
     dx = da1 @ fc1[e]^T + da3 @ fc3[e]^T
     fc1_grad[e] = x^T @ da1,  fc3_grad[e] = x^T @ da3,  fc2_grad[e] = h^T @ dy
     bias gradients: column sums of da1, dy, da3 over the segment

@@ -316,7 +316,8 @@ Value activateGrad(IB &b, Value z1, const FFNActivation &activation) {
   case moe::Activation::swiglu: {
     // d/dG G s(a G) = s (1 + a G (1 - s)) with s = s(a G), and 0 where
     // G = min(x, limit) is clipped.
-    Value scaled = sigmoidArgument(b, clampedGate(b, x, activation), activation);
+    Value scaled =
+        sigmoidArgument(b, clampedGate(b, x, activation), activation);
     Value s = sigmoid(b, scaled);
     Value slope = mul(s, add(one, mul(scaled, sub(one, s))));
     if (!activation.swigluLimit)

@@ -53,3 +53,25 @@ func.func @forward(%a: tensor<f32> {moe.name = "a", moe.role = "parameter"})
 func.func @train_step() {
   return
 }
+
+// -----
+
+// The vector-Jacobian product of moe.expert_ffn keeps its activation and
+// SwiGLU parameters on moe.expert_ffn_grad.
+
+// CHECK-LABEL: func.func @train_step
+// CHECK: moe.expert_ffn swiglu {{.*}} {swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32}
+// CHECK: moe.expert_ffn_grad swiglu {{.*}} {swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32}
+func.func @forward(%xs: tensor<6x4xf32> {moe.name = "xs"},
+                   %off: tensor<3xi32> {moe.name = "off"},
+                   %w1: tensor<2x4x8xf32> {moe.name = "w1", moe.role = "parameter"},
+                   %w2: tensor<2x8x4xf32> {moe.name = "w2", moe.role = "parameter"},
+                   %w3: tensor<2x4x8xf32> {moe.name = "w3", moe.role = "parameter"})
+    -> (tensor<f32> {moe.name = "loss"}) {
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<2x4x8xf32>
+      {swiglu_alpha = 1.702 : f32, swiglu_beta = 1.0 : f32,
+       swiglu_limit = 7.0 : f32}
+      : tensor<6x4xf32>, tensor<3xi32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>
+  %loss = moe.z_loss %ys : tensor<6x4xf32>
+  return %loss : tensor<f32>
+}
