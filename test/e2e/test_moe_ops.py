@@ -337,6 +337,48 @@ def test_token_choice_f16(compile_model, numerics_report):
         assert out["w"].dtype == np.float16
 
 
+def sparse_mixer_logits(rng, T, E):
+    """Logits where two other experts of each token lie within 5% of its
+    best and of its second best logit, so that SparseMixer's softmaxes often
+    have several members; rows of either sign."""
+    logits = normal(rng, (T, E), 2.0)
+    for t in range(T):
+        order = np.argsort(-logits[t])
+        for rank in (0, 1):
+            top = logits[t, order[rank]]
+            for e in rng.choice(order[2:], min(2, E - 2), replace=False):
+                logits[t, e] = top - abs(top) * rng.uniform(0.0, 0.05) - 1e-3
+    return logits
+
+
+@pytest.mark.parametrize("element", ["f32", "f16"])
+@pytest.mark.parametrize("E", [8, 16, 5])
+def test_token_choice_sparse_mixer(compile_model, numerics_report, E,
+                                   element):
+    """Phi-3.5-MoE's SparseMixer top-2 against the reference written from
+    onnxruntime's CUDA kernel (onnxruntime's CPU MoE ignores
+    use_sparse_mixer)."""
+    attrs = {"scaling_factor": 0.75} if E == 5 else {}
+    model = token_choice_model(compile_model, E, 2, "sparse_mixer", False,
+                               attrs, element=element)
+    dtype = np.float16 if element == "f16" else np.float32
+    shared = 0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        for T in TOKENS:
+            logits = sparse_mixer_logits(rng, T, E)
+            if element == "f16":
+                logits = ref.to_float16(logits)
+            out = run_token_choice(
+                numerics_report, model, E, 2, "sparse_mixer", False, attrs,
+                logits, None, "moe.token_choice sparse_mixer " + element,
+                tol=F16 if element == "f16" else F32, element=dtype)
+            shared += int((out["w"].astype(np.float32) <
+                           0.9 * attrs.get("scaling_factor", 1.0)).sum())
+    # Many picks share their softmax with other experts.
+    assert shared > 100
+
+
 # ---------------------------------------------------------------------------
 # moe.expert_choice
 # ---------------------------------------------------------------------------
@@ -914,6 +956,9 @@ LAYERS = {
     "relu2_capacity": ("token_choice", "relu2", 6, 2,
                        {"expert_biases": True}, {"capacity_factor": 1.0}),
     "identity": ("token_choice", "identity", 4, 1, {}, {}),
+    # Phi-3.5-MoE: SparseMixer top-2 of 16 SwiGLU experts.
+    "phi_sparse_mixer": ("token_choice", "swiglu", 16, 2, {},
+                         {"score": "sparse_mixer"}),
 }
 
 

@@ -98,6 +98,44 @@ func.func @token_choice(%l: tensor<?x8xf32>, %b: tensor<8xf32>)
 
 // -----
 
+// SparseMixer: the picks rank the logits themselves; each weight is one over
+// a sum of exp(x - m) over the experts within 2% of the pick's logit m
+// (m - x <= 0.02 max(|x|, m)), without the first pick for the second.
+
+// CHECK-LABEL: func.func @token_choice_sparse_mixer
+// CHECK-SAME: (%[[L:.*]]: tensor<?x16xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[L]] : tensor<?x16xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[L]], %{{.*}} : tensor<?x16xf32>, tensor<?xf32>)
+// CHECK: %[[PROBS:.*]] = linalg.generic {{.*}} ins(%[[L]], %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<?xf32>, tensor<?xf32>)
+// CHECK: math.exp
+// CHECK: %[[RES:.*]]:2 = scf.for {{.*}} -> (tensor<?x2xf32>, tensor<?x2xi32>)
+// CHECK: scf.for {{.*}} -> (tensor<?x2xi32>, f32, index, f32)
+// CHECK: scf.for {{.*}} -> (f32, index)
+// CHECK: tensor.extract %[[L]]
+// CHECK: scf.for {{.*}} -> (tensor<?x2xf32>)
+// CHECK: %[[M:.*]] = tensor.extract %[[L]]
+// CHECK: %[[FIRST:.*]] = tensor.extract %{{.*}} : tensor<?x2xi32>
+// CHECK: %[[SUM:.*]] = scf.for {{.*}} -> (f32)
+// CHECK: %[[X:.*]] = tensor.extract %[[L]]
+// CHECK: %[[ABS:.*]] = math.absf %[[X]]
+// CHECK: %[[FACTOR:.*]] = arith.maximumf %[[ABS]], %[[M]]
+// CHECK: %[[GAP:.*]] = arith.subf %[[M]], %[[X]]
+// CHECK: %[[WINDOW:.*]] = arith.mulf %{{.*}}, %[[FACTOR]]
+// CHECK: arith.cmpf ule, %[[GAP]], %[[WINDOW]]
+// CHECK: %[[D:.*]] = arith.subf %[[X]], %[[M]]
+// CHECK: math.exp %[[D]]
+// CHECK: arith.select
+// CHECK: arith.divf %{{.*}}, %[[SUM]]
+// CHECK: tensor.insert %{{.*}} : tensor<?x2xf32>
+// CHECK: return %[[RES]]#0, %[[RES]]#1, %[[PROBS]]
+func.func @token_choice_sparse_mixer(%l: tensor<?x16xf32>)
+    -> (tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x16xf32>) {
+  %w, %i, %p = moe.token_choice sparse_mixer %l top 2 : tensor<?x16xf32>
+  return %w, %i, %p : tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x16xf32>
+}
+
+// -----
+
 // moe.expert_choice: softmax, C = min(T, ceil(2 T / 8)) computed in f64 for
 // a dynamic T, offsets e * C, then per expert a stable LSD radix sort of the
 // tokens (four 8-bit passes: histogram, prefix sum, scatter) and the chosen

@@ -75,3 +75,27 @@ func.func @forward(%xs: tensor<6x4xf32> {moe.name = "xs"},
   %loss = moe.z_loss %ys : tensor<6x4xf32>
   return %loss : tensor<f32>
 }
+
+// -----
+
+// SparseMixer routing has no gradient: the router cannot be trained through
+// it.
+func.func @forward(%x: tensor<6x4xf32> {moe.name = "x"},
+                   %wg: tensor<4x8xf32> {moe.name = "wg", moe.role = "parameter"},
+                   %w1: tensor<8x4x8xf32> {moe.name = "w1", moe.role = "parameter"},
+                   %w2: tensor<8x8x4xf32> {moe.name = "w2", moe.role = "parameter"})
+    -> (tensor<f32> {moe.name = "loss"}) {
+  %logits = moe.gate %x, %wg : tensor<6x4xf32>, tensor<4x8xf32>
+  // expected-error @+1 {{'moe.token_choice' op cannot be differentiated: sparse_mixer routing is inference only}}
+  %w, %idx, %p = moe.token_choice sparse_mixer %logits top 2 : tensor<6x8xf32>
+  %rt, %rw, %off = moe.dispatch %idx, %w {num_experts = 8 : i64}
+      : tensor<6x2xi32>, tensor<6x2xf32>
+  %xs = moe.permute %x, %rt : tensor<6x4xf32>, tensor<12xi32>
+  %ys = moe.expert_ffn relu %xs, %off, %w1, %w2
+      : tensor<12x4xf32>, tensor<9xi32>, tensor<8x4x8xf32>, tensor<8x8x4xf32>
+  %zeros = arith.constant dense<0.0> : tensor<6x4xf32>
+  %y = moe.combine %ys, %rt, %rw into %zeros
+      : tensor<12x4xf32>, tensor<12xi32>, tensor<12xf32>, tensor<6x4xf32>
+  %loss = moe.z_loss %y : tensor<6x4xf32>
+  return %loss : tensor<f32>
+}

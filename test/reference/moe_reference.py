@@ -511,11 +511,37 @@ def moe_gate(x, weight, bias=None, jitter_eps: float = 0.0, jitter_u=None):
 
 
 def _probs(logits: np.ndarray, score: str) -> np.ndarray:
-    if score == "softmax":
+    if score in ("softmax", "sparse_mixer"):
         return nn_softmax(logits, axis=-1)
     if score == "sigmoid":
         return nn_sigmoid(logits)
     raise ValueError(f"unknown score function {score!r}")
+
+
+SPARSE_MIXER_EPS = F32(0.01)
+
+
+def _sparse_mixer_weights(row: np.ndarray, picks: List[int]) -> List[np.float32]:
+    """SparseMixer's weights for one token's logits `row` and its two picks
+    (written from onnxruntime's CUDA kernel sparse_mixer_top2): for pick j
+    with logit m, the experts e whose logit x is within a relative 2 * eps
+    of it, i.e. not (m - x > 2 * eps * max(|x|, m)), form a softmax, and the
+    pick's weight is its share exp(0) / sum exp(x - m); the second pick's
+    softmax leaves out the first pick. All float32, summed in expert order.
+    (The kernel seeds its arg-max with -1, so it differs when the best or
+    second best logit is below -1; this is the top-2 it means.)"""
+    weights = []
+    for j, pick in enumerate(picks):
+        m = F32(row[pick])
+        total = F32(0)
+        for e, x in enumerate(row):
+            if j == 1 and e == picks[0]:
+                continue
+            factor = max(F32(abs(x)), m)
+            if not F32(m - x) > F32(F32(2) * SPARSE_MIXER_EPS) * factor:
+                total = F32(total + np.exp(F32(x - m)))
+        weights.append(F32(F32(1) / total))
+    return weights
 
 
 def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
@@ -534,6 +560,10 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
        ties to the lower expert index.
     5. weights = probs[t, indices], divided by their float32 sum (summed best
        first) when normalize, then multiplied by scaling_factor (f32).
+
+    score = "sparse_mixer" (onnxruntime's use_sparse_mixer, Phi-3.5-MoE;
+    k = 2, no bias, groups or normalize) ranks the logits themselves and
+    replaces step 5: see _sparse_mixer_weights. probs = softmax(logits).
     """
     lg = _f(logits)
     if lg.ndim != 2:
@@ -549,8 +579,15 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
         raise ValueError(f"invalid topk_groups={topk_groups} for num_groups={G}")
     if k > kg * S:
         raise ValueError(f"k={k} exceeds the {kg * S} eligible experts")
+    if score == "sparse_mixer" and (k != 2 or bias is not None or G != 1 or
+                                    normalize):
+        raise ValueError("sparse_mixer needs k = 2 and takes no bias, groups "
+                         "or normalize")
     probs = _probs(lg, score)
-    sel = probs + _f(bias) if bias is not None else probs
+    if score == "sparse_mixer":
+        sel = lg
+    else:
+        sel = probs + _f(bias) if bias is not None else probs
     sel = sel.astype(F32)
     sf = F32(scaling_factor)
 
@@ -576,7 +613,10 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
         # 4. top-k, best first, ties to the lower index
         ranked = sorted(eligible, key=lambda e: (-float(row[e]), e))[:k]
         # 5. weights
-        w = [F32(probs[t, e]) for e in ranked]
+        if score == "sparse_mixer":
+            w = _sparse_mixer_weights(lg[t], ranked)
+        else:
+            w = [F32(probs[t, e]) for e in ranked]
         if normalize:
             s = F32(0)
             for v in w:

@@ -512,6 +512,70 @@ def test_token_choice_all_tied():
     close(w, 1 / 3, rtol=1e-6)
 
 
+def sparse_mixer_logits(rng, T, E):
+    """Logits where several experts of most tokens lie within a few percent
+    of the best or second best (so SparseMixer's softmaxes have more than one
+    member), with negative, positive and mixed-sign rows."""
+    logits = rnd(rng, T, E, scale=2.0)
+    for t in range(T):
+        order = np.argsort(-logits[t])
+        for rank in (0, 1):
+            top = logits[t, order[rank]]
+            for e in rng.choice(order[2:], 2, replace=False):
+                logits[t, e] = top - abs(top) * rng.uniform(0.0, 0.05) - 1e-3
+    return logits
+
+
+def sparse_mixer_vectorised(logits):
+    """SparseMixer top-2 with whole-row numpy operations (float64 sums)."""
+    x = logits.astype(np.float64)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :2]
+    weights = np.zeros(order.shape)
+    for j in range(2):
+        m = np.take_along_axis(x, order[:, j:j + 1], axis=1)
+        member = (m - x) <= 0.02 * np.maximum(np.abs(x), m)
+        if j == 1:
+            np.put_along_axis(member, order[:, :1], False, axis=1)
+        weights[:, j] = 1.0 / np.where(member, np.exp(x - m), 0.0).sum(axis=1)
+    return weights, order
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("E", [8, 16, 5])
+def test_sparse_mixer_vs_vectorised(seed, E):
+    rng = np.random.default_rng(seed)
+    logits = sparse_mixer_logits(rng, 40, E)
+    w, idx, p = ref.moe_token_choice(logits, 2, "sparse_mixer")
+    want_w, want_idx = sparse_mixer_vectorised(logits)
+    assert np.array_equal(idx, want_idx)
+    close(w, want_w, rtol=1e-6)
+    close(p, ref.nn_softmax(logits), rtol=0, atol=0)
+    # Some tokens have several experts in a pick's softmax.
+    assert (w < 0.9).any() and (w == 1).any()
+    scaled, _, _ = ref.moe_token_choice(logits, 2, "sparse_mixer",
+                                        scaling_factor=2.0)
+    close(scaled, 2 * w, rtol=1e-7)
+
+
+def test_sparse_mixer_by_hand():
+    # m0 = 1: 0.995 and 0.99 lie within 2% (0.02 * max(|x|, 1)), 0.5 does
+    # not; m1 = 0.995 without expert 0: 0.99 within 0.0199, 0.5 not.
+    logits = np.array([[1.0, 0.995, 0.5, 0.99, -3.0]], F32)
+    w, idx, _ = ref.moe_token_choice(logits, 2, "sparse_mixer")
+    assert idx.tolist() == [[0, 1]]
+    close(w[0, 0], 1 / (1 + math.exp(-0.005) + math.exp(-0.01)), rtol=1e-6)
+    close(w[0, 1], 1 / (1 + math.exp(-0.005)), rtol=1e-6)
+    # Ties go to the lower index; a tied second pick shares its softmax.
+    w, idx, _ = ref.moe_token_choice(np.array([[3.0, 2.0, 3.0, 2.0]], F32), 2,
+                                     "sparse_mixer")
+    assert idx.tolist() == [[0, 2]]
+    close(w, [[0.5, 1.0]], rtol=1e-7)
+    for bad in (dict(k=1), dict(k=2, normalize=True),
+                dict(k=2, bias=np.zeros(5, F32)), dict(k=4, num_groups=5)):
+        with pytest.raises(ValueError):
+            ref.moe_token_choice(logits, score="sparse_mixer", **bad)
+
+
 # ===========================================================================
 # moe: expert choice
 # ===========================================================================
