@@ -16,14 +16,16 @@
 //   out-of-range id reads a wrong row rather than arbitrary memory.
 //
 // The builders these patterns share are in NNLowering/Builders.h; the
-// gradient ops (nn.reduce_sum and the `*_grad` ops) lower in
-// NNLowering/Gradients.cpp.
+// reductions and the gradient ops (`*_grad`) lower in
+// NNLowering/Gradients.cpp, the tensor-manipulation ops of ONNX graphs in
+// NNLowering/TensorOps.cpp.
 //
 //===----------------------------------------------------------------------===//
 
 #include "dialects/NN/NNDialect.h"
 #include "passes/NNLowering/Builders.h"
 #include "passes/NNLowering/Gradients.h"
+#include "passes/NNLowering/TensorOps.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -57,7 +59,40 @@ namespace {
 // Elementwise ops
 //===----------------------------------------------------------------------===//
 
-template <typename SourceOp, typename ScalarOp>
+/// Integer division truncating toward zero, defined everywhere: a zero
+/// divisor gives 0 and INT_MIN / -1 wraps (arith.divsi is undefined for
+/// both, and x86 traps).
+Value divideIntegers(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  Type type = lhs.getType();
+  auto constant = [&](int64_t value) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getIntegerAttr(type, value));
+  };
+  Value zero = constant(0), minusOne = constant(-1);
+  Value byZero =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs, zero);
+  Value byMinusOne =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, rhs, minusOne);
+  Value special = arith::OrIOp::create(b, loc, byZero, byMinusOne);
+  Value divisor = arith::SelectOp::create(b, loc, special, constant(1), rhs);
+  Value quotient = arith::DivSIOp::create(b, loc, lhs, divisor);
+  Value negated = arith::SubIOp::create(b, loc, zero, lhs);
+  quotient = arith::SelectOp::create(b, loc, byMinusOne, negated, quotient);
+  return arith::SelectOp::create(b, loc, byZero, zero, quotient);
+}
+
+/// The scalar operation of a binary op on float or integer operands.
+template <typename FloatOp, typename IntegerOp>
+Value computeBinary(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  if (isa<FloatType>(lhs.getType()))
+    return FloatOp::create(b, loc, lhs, rhs);
+  if constexpr (std::is_same_v<IntegerOp, arith::DivSIOp>)
+    return divideIntegers(b, loc, lhs, rhs);
+  else
+    return IntegerOp::create(b, loc, lhs, rhs);
+}
+
+/// `IntegerOp` is void for ops that take floats only.
+template <typename SourceOp, typename FloatOp, typename IntegerOp = void>
 struct BinaryOpLowering : OpConversionPattern<SourceOp> {
   using OpConversionPattern<SourceOp>::OpConversionPattern;
   using OpAdaptor = typename SourceOp::Adaptor;
@@ -66,25 +101,16 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
   matchAndRewrite(SourceOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    MLIRContext *context = op.getContext();
     RankedTensorType type = op.getType();
-    int64_t rank = type.getRank();
-    Value lhs = adaptor.getLhs(), rhs = adaptor.getRhs();
-    SmallVector<std::pair<Value, int64_t>> operands = {
-        {lhs, rankedType(lhs).getRank()}, {rhs, rankedType(rhs).getRank()}};
-    SmallVector<OpFoldResult> sizes;
-    SmallVector<AffineMap> maps;
-    for (int64_t i = 0; i < rank; ++i)
-      sizes.push_back(
-          broadcastSize(rewriter, loc, type.getDimSize(i), i, rank, operands));
-    for (auto [value, count] : operands)
-      maps.push_back(AffineMap::get(
-          rank, 0, broadcastExprs(rankedType(value), count, rank, context),
-          context));
+    ValueRange operands = adaptor.getOperands();
+    BroadcastLoops loops = broadcastLoops(rewriter, loc, type, operands);
     Value result = buildElementwise(
-        rewriter, loc, {lhs, rhs}, maps, sizes, type.getElementType(),
+        rewriter, loc, operands, loops.maps, loops.sizes, type.getElementType(),
         [](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          return ScalarOp::create(b, loc, args[0], args[1]);
+          if constexpr (std::is_void_v<IntegerOp>)
+            return FloatOp::create(b, loc, args[0], args[1]);
+          else
+            return computeBinary<FloatOp, IntegerOp>(b, loc, args[0], args[1]);
         });
     rewriter.replaceOp(op, result);
     return success();
@@ -93,7 +119,11 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
 
 // The scalar formula of each unary op, on the compute type.
 Value computeUnary(NegOp, OpBuilder &b, Location loc, Value x) {
-  return arith::NegFOp::create(b, loc, x);
+  if (isa<FloatType>(x.getType()))
+    return arith::NegFOp::create(b, loc, x);
+  Value zero =
+      arith::ConstantOp::create(b, loc, b.getIntegerAttr(x.getType(), 0));
+  return arith::SubIOp::create(b, loc, zero, x);
 }
 Value computeUnary(ExpOp, OpBuilder &b, Location loc, Value x) {
   return math::ExpOp::create(b, loc, x);
@@ -719,28 +749,48 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
     // A static input fixes every result extent; reshaping to the static type
     // keeps collapse/expand shapes consistent, and a cast restores the `?`.
     RankedTensorType target = type;
-    if (inputType.hasStaticShape() && !type.hasStaticShape()) {
-      int64_t known = 1;
-      for (int64_t extent : type.getShape())
-        if (!ShapedType::isDynamic(extent))
-          known *= extent;
+    int64_t known = 1;
+    for (int64_t extent : type.getShape())
+      if (!ShapedType::isDynamic(extent))
+        known *= extent;
+    if (inputType.hasStaticShape() && type.getNumDynamicDims() == 1 &&
+        known != 0) {
       SmallVector<int64_t> shape(type.getShape());
       for (int64_t &extent : shape)
         if (ShapedType::isDynamic(extent))
           extent = inputType.getNumElements() / known;
       target = type.clone(shape);
     }
-    Value result = reshape(rewriter, loc, input, target);
+    std::optional<SmallVector<OpFoldResult>> sizes;
+    if (!adaptor.getDynamicSizes().empty() && !target.hasStaticShape())
+      sizes = getMixedValues(target.getShape(), adaptor.getDynamicSizes(),
+                             rewriter);
+    Value result = reshape(rewriter, loc, input, target, sizes);
     rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
     return success();
   }
 
   /// A collapse or an expand when one describes the reshape, else a collapse
-  /// to 1-D followed by an expand.
+  /// to 1-D followed by an expand; a tensor.reshape for several dynamic
+  /// target extents. `givenSizes` are the extents of `target` when the op
+  /// lists them (it must with several dynamic extents); otherwise the element
+  /// count determines the one dynamic extent.
   static Value reshape(OpBuilder &b, Location loc, Value input,
-                       RankedTensorType target) {
+                       RankedTensorType target,
+                       std::optional<ArrayRef<OpFoldResult>> givenSizes) {
     RankedTensorType source = rankedType(input);
     ArrayRef<int64_t> from = source.getShape(), to = target.getShape();
+    // Which source extents make up several dynamic target extents is only
+    // known at run time, so no collapse/expand describes such a reshape;
+    // besides, expand-strided-metadata (LLVM 22) crashes on a
+    // memref.expand_shape group with two dynamic extents. tensor.reshape
+    // with the extents as a shape operand is still a view after
+    // bufferization.
+    if (target.getNumDynamicDims() > 1) {
+      Value shape = tensor::FromElementsOp::create(
+          b, loc, getValueOrCreateConstantIndexOp(b, loc, *givenSizes));
+      return tensor::ReshapeOp::create(b, loc, target, input, shape);
+    }
     if (source == target)
       return input;
     if (source.getRank() > target.getRank() && target.getRank() > 0) {
@@ -752,9 +802,10 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
       auto groups = getReassociationIndicesForCollapse(to, from);
       if (groups && groupsMatch(from, to, *groups)) {
         SmallVector<OpFoldResult> sizes =
-            expandedSizes(b, loc, to, *groups, [&](int64_t group) {
-              return dimValue(b, loc, input, group);
-            });
+            givenSizes ? llvm::to_vector(*givenSizes)
+                       : expandedSizes(b, loc, to, *groups, [&](int64_t group) {
+                           return dimValue(b, loc, input, group);
+                         });
         return tensor::ExpandShapeOp::create(b, loc, target, input, *groups,
                                              sizes);
       }
@@ -780,9 +831,13 @@ struct ReshapeOpLowering : OpConversionPattern<ReshapeOp> {
       return castToType(b, loc, flat, target);
     ReassociationIndices all =
         llvm::to_vector(llvm::seq<int64_t>(0, target.getRank()));
-    Value count = elementCount(b, loc, input);
-    SmallVector<OpFoldResult> sizes =
-        expandedSizes(b, loc, to, {all}, [&](int64_t) { return count; });
+    SmallVector<OpFoldResult> sizes;
+    if (givenSizes) {
+      sizes = llvm::to_vector(*givenSizes);
+    } else {
+      Value count = elementCount(b, loc, input);
+      sizes = expandedSizes(b, loc, to, {all}, [&](int64_t) { return count; });
+    }
     return tensor::ExpandShapeOp::create(
         b, loc, target, flat, ArrayRef<ReassociationIndices>{all}, sizes);
   }
@@ -910,10 +965,10 @@ struct ConvertNNToLinalg
       return signalPassFailure();
 
     RewritePatternSet patterns(context);
-    patterns.add<BinaryOpLowering<AddOp, arith::AddFOp>,
-                 BinaryOpLowering<SubOp, arith::SubFOp>,
-                 BinaryOpLowering<MulOp, arith::MulFOp>,
-                 BinaryOpLowering<DivOp, arith::DivFOp>,
+    patterns.add<BinaryOpLowering<AddOp, arith::AddFOp, arith::AddIOp>,
+                 BinaryOpLowering<SubOp, arith::SubFOp, arith::SubIOp>,
+                 BinaryOpLowering<MulOp, arith::MulFOp, arith::MulIOp>,
+                 BinaryOpLowering<DivOp, arith::DivFOp, arith::DivSIOp>,
                  BinaryOpLowering<PowOp, math::PowFOp>>(context);
     patterns.add<UnaryOpLowering<NegOp>, UnaryOpLowering<ExpOp>,
                  UnaryOpLowering<LogOp>, UnaryOpLowering<SqrtOp>,
@@ -926,6 +981,7 @@ struct ConvertNNToLinalg
                  RotaryOpLowering, AttentionOpLowering, ReshapeOpLowering,
                  TransposeOpLowering, CrossEntropyOpLowering>(context);
     populateGradientLoweringPatterns(patterns);
+    populateTensorOpLoweringPatterns(patterns);
 
     llvm::SmallPtrSet<Operation *, 4> inputErfs;
     func.walk([&](math::ErfOp erf) { inputErfs.insert(erf); });

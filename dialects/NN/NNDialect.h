@@ -20,6 +20,18 @@ llvm::LogicalResult
 inferBroadcastResult(std::optional<mlir::Location> location,
                      llvm::StringRef opName, mlir::Type lhs, mlir::Type rhs,
                      llvm::SmallVectorImpl<mlir::Type> &inferred);
+
+/// Result type of a reduction over `axes` (nn.reduce_sum, reduce_mean,
+/// reduce_max).
+llvm::LogicalResult
+inferReductionResult(std::optional<mlir::Location> location,
+                     llvm::StringRef opName, mlir::Type input,
+                     llvm::ArrayRef<int64_t> axes, bool keepDims,
+                     llvm::SmallVectorImpl<mlir::Type> &inferred);
+
+/// `axes` counted from the front ([0, rank)).
+llvm::SmallVector<int64_t> normalizeAxes(llvm::ArrayRef<int64_t> axes,
+                                         int64_t rank);
 } // namespace moec::nn
 
 #define GET_OP_CLASSES

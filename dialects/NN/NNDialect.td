@@ -38,5 +38,7 @@ class NN_Op<string mnemonic, list<Trait> traits = []>
 
 def NN_FloatTensor : RankedTensorOf<[F32, F16, BF16]>;
 def NN_IdTensor : RankedTensorOf<[I32, I64]>;
+// Arithmetic that ONNX graphs also apply to shapes and indices.
+def NN_NumericTensor : RankedTensorOf<[F32, F16, BF16, I32, I64]>;
 
 #endif // MOEC_NN_DIALECT

@@ -3,6 +3,7 @@
 #include "dialects/Common/ShapeUtils.h"
 #include "dialects/NN/NNDialect.h"
 
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/Support/CheckedArithmetic.h"
@@ -309,6 +310,17 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
 // ReshapeOp
 //===----------------------------------------------------------------------===//
 
+/// Checks that `sizes` hold one `index` per dynamic dimension of `result`.
+static LogicalResult verifyDynamicSizes(Operation *op, ValueRange sizes,
+                                        RankedTensorType result) {
+  if (sizes.size() == result.getNumDynamicDims())
+    return success();
+  return op->emitOpError() << "has " << sizes.size()
+                           << " 'dynamic_sizes' but result " << result
+                           << " has " << result.getNumDynamicDims()
+                           << " dynamic dimensions";
+}
+
 /// Product of the static extents of `shape`; std::nullopt when it overflows
 /// int64_t (types may spell such shapes, and wrapped products are garbage).
 static std::optional<int64_t> staticProduct(ArrayRef<int64_t> shape) {
@@ -324,10 +336,12 @@ static std::optional<int64_t> staticProduct(ArrayRef<int64_t> shape) {
   return product;
 }
 
-/// Whether a static `input` has an element count that `result` (with at most
-/// one dynamic dimension) can hold. Dynamic inputs are checked at run time.
-static bool elementCountsAgree(RankedTensorType input,
-                               RankedTensorType result) {
+/// Whether a static `input` has an element count that `result` can hold.
+/// Without `sizesGiven` the element count determines the (at most one)
+/// dynamic extent of `result`, so its static extents must not multiply to 0.
+/// Dynamic inputs are checked at run time.
+static bool elementCountsAgree(RankedTensorType input, RankedTensorType result,
+                               bool sizesGiven) {
   if (!input.hasStaticShape())
     return true;
   std::optional<int64_t> count = staticProduct(input.getShape());
@@ -336,8 +350,9 @@ static bool elementCountsAgree(RankedTensorType input,
     return false;
   if (result.hasStaticShape())
     return *known == *count;
-  // With a static 0 extent the dynamic extent is undetermined.
-  return *known != 0 && *count % *known == 0;
+  if (*known == 0)
+    return sizesGiven && *count == 0;
+  return *count % *known == 0;
 }
 
 LogicalResult ReshapeOp::verify() {
@@ -346,11 +361,16 @@ LogicalResult ReshapeOp::verify() {
     return emitOpError() << "result element type (" << result.getElementType()
                          << ") must match 'input' element type ("
                          << input.getElementType() << ")";
-  if (result.getNumDynamicDims() > 1)
+  int64_t sizes = getDynamicSizes().size();
+  if (sizes == 0 && result.getNumDynamicDims() > 1)
     return emitOpError() << "result " << result
-                         << " may have at most one dynamic dimension, which "
-                            "the element count determines";
-  if (!elementCountsAgree(input, result)) {
+                         << " has more than one dynamic dimension, so it "
+                            "needs 'dynamic_sizes' (one per dynamic "
+                            "dimension)";
+  if (sizes != 0 && failed(verifyDynamicSizes(*this, getDynamicSizes(),
+                                               result)))
+    return failure();
+  if (!elementCountsAgree(input, result, sizes != 0)) {
     InFlightDiagnostic diag = emitOpError() << "cannot reshape 'input' "
                                             << shapeToString(input.getShape());
     if (std::optional<int64_t> count = staticProduct(input.getShape()))
@@ -362,8 +382,29 @@ LogicalResult ReshapeOp::verify() {
   return success();
 }
 
+/// Whether `sizes`, the dynamic sizes of a reshape to `type`, read the
+/// extents of the same dimensions of `input` (as a reshape back does).
+static bool sizesOfInput(ValueRange sizes, Value input,
+                         RankedTensorType type) {
+  int64_t next = 0;
+  for (int64_t i = 0; i < type.getRank(); ++i) {
+    if (!type.isDynamicDim(i))
+      continue;
+    auto dim = sizes[next++].getDefiningOp<tensor::DimOp>();
+    if (!dim || dim.getSource() != input || dim.getConstantIndex() != i)
+      return false;
+  }
+  return true;
+}
+
 OpFoldResult ReshapeOp::fold(FoldAdaptor) {
-  if (getInput().getType() == getType())
+  RankedTensorType type = getType();
+  if (getInput().getType() != type)
+    return {};
+  // One dynamic extent is fixed by the element count; several are the
+  // input's only when the sizes say so.
+  if (type.getNumDynamicDims() <= 1 ||
+      sizesOfInput(getDynamicSizes(), getInput(), type))
     return getInput();
   return {};
 }
@@ -379,10 +420,12 @@ struct ComposeReshapes : OpRewritePattern<ReshapeOp> {
       return failure();
     // A dynamic intermediate hides a count mismatch that the composed reshape
     // would fail to verify; leave such a pair for run time to report.
-    if (!elementCountsAgree(ranked(producer.getInput()), op.getType()))
+    if (!elementCountsAgree(ranked(producer.getInput()), op.getType(),
+                            !op.getDynamicSizes().empty()))
       return failure();
     rewriter.replaceOpWithNewOp<ReshapeOp>(op, op.getType(),
-                                           producer.getInput());
+                                           producer.getInput(),
+                                           op.getDynamicSizes());
     return success();
   }
 };
@@ -517,26 +560,25 @@ LogicalResult CrossEntropyOp::inferReturnTypes(
 }
 
 //===----------------------------------------------------------------------===//
-// ReduceSumOp
+// Reductions
 //===----------------------------------------------------------------------===//
 
-LogicalResult ReduceSumOp::inferReturnTypes(MLIRContext *,
-                                            std::optional<Location> location,
-                                            Adaptor adaptor,
-                                            SmallVectorImpl<Type> &inferred) {
-  auto input = ranked(adaptor.getInput());
+LogicalResult moec::nn::inferReductionResult(
+    std::optional<Location> location, StringRef opName, Type inputType,
+    ArrayRef<int64_t> axes, bool keepDims, SmallVectorImpl<Type> &inferred) {
+  auto input = ranked(inputType);
   int64_t rank = input.getRank();
   SmallVector<bool> reduced(rank, false);
-  for (int64_t axis : adaptor.getAxes()) {
+  for (int64_t axis : axes) {
     int64_t normalized = axis < 0 ? axis + rank : axis;
     if (normalized < 0 || normalized >= rank)
-      return inferFailure(location, getOperationName(), "axis ", axis,
+      return inferFailure(location, opName, "axis ", axis,
                           " is out of range for 'input' (",
                           shapeToString(input.getShape()), ", rank ", rank,
                           ")");
     if (reduced[normalized])
-      return inferFailure(location, getOperationName(), "axis ", axis,
-                          " of 'input' (", shapeToString(input.getShape()),
+      return inferFailure(location, opName, "axis ", axis, " of 'input' (",
+                          shapeToString(input.getShape()),
                           ") is listed twice");
     reduced[normalized] = true;
   }
@@ -544,17 +586,275 @@ LogicalResult ReduceSumOp::inferReturnTypes(MLIRContext *,
   for (int64_t i = 0; i < rank; ++i) {
     if (!reduced[i])
       shape.push_back(input.getDimSize(i));
-    else if (adaptor.getKeepDims())
+    else if (keepDims)
       shape.push_back(1);
   }
   inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
   return success();
 }
 
-SmallVector<int64_t> ReduceSumOp::getNormalizedAxes() {
-  int64_t rank = getInput().getType().getRank();
+SmallVector<int64_t> moec::nn::normalizeAxes(ArrayRef<int64_t> axes,
+                                             int64_t rank) {
   return llvm::map_to_vector(
-      getAxes(), [&](int64_t axis) { return axis < 0 ? axis + rank : axis; });
+      axes, [&](int64_t axis) { return axis < 0 ? axis + rank : axis; });
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor manipulation
+//===----------------------------------------------------------------------===//
+
+/// `axis` counted from the front when it names a dimension of `type`
+/// (negative values count from the end).
+static std::optional<int64_t> normalizeAxis(int64_t axis,
+                                            RankedTensorType type) {
+  int64_t rank = type.getRank();
+  if (axis < -rank || axis >= rank)
+    return std::nullopt;
+  return axis < 0 ? axis + rank : axis;
+}
+
+/// Fails inference with "'axis' <axis> is out of range for '<name>' (...)".
+static LogicalResult axisOutOfRange(std::optional<Location> location,
+                                    StringRef opName, int64_t axis,
+                                    StringRef name, RankedTensorType type) {
+  return inferFailure(location, opName, "'axis' ", axis,
+                      " is out of range for '", name, "' (",
+                      shapeToString(type.getShape()), ", rank ",
+                      type.getRank(), ")");
+}
+
+LogicalResult ConcatOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> location,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  ValueRange inputs = adaptor.getInputs();
+  if (inputs.empty())
+    return inferFailure(location, name, "needs at least one input");
+  RankedTensorType first = ranked(inputs.front());
+  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), first);
+  if (!axis)
+    return axisOutOfRange(location, name, adaptor.getAxis(), "inputs", first);
+  SmallVector<int64_t> shape(first.getShape());
+  shape[*axis] = 0;
+  for (auto [index, value] : llvm::enumerate(inputs)) {
+    RankedTensorType type = ranked(value);
+    if (type.getElementType() != first.getElementType())
+      return inferFailure(location, name, "input #", index, " (", type,
+                          ") must have the element type of input #0 (",
+                          first, ")");
+    if (type.getRank() != first.getRank())
+      return inferFailure(location, name, "input #", index, " (", type,
+                          ") must have the rank of input #0 (", first, ")");
+    for (int64_t d = 0; d < type.getRank(); ++d) {
+      int64_t extent = type.getDimSize(d);
+      if (d == *axis) {
+        shape[d] = ShapedType::isDynamic(extent) ||
+                           ShapedType::isDynamic(shape[d])
+                       ? ShapedType::kDynamic
+                       : shape[d] + extent;
+        continue;
+      }
+      if (!dimsCompatible(shape[d], extent))
+        return inferFailure(location, name, "input #", index, " (",
+                            shapeToString(type.getShape()),
+                            ") has extent ", extent, " in dimension ", d,
+                            ", where the other inputs have ", shape[d],
+                            " (only dimension ", *axis, " may differ)");
+      shape[d] = mergeDims(shape[d], extent);
+    }
+  }
+  inferred.push_back(RankedTensorType::get(shape, first.getElementType()));
+  return success();
+}
+
+LogicalResult SliceOp::inferReturnTypes(MLIRContext *,
+                                        std::optional<Location> location,
+                                        Adaptor adaptor,
+                                        SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  RankedTensorType input = ranked(adaptor.getInput());
+  int64_t rank = input.getRank();
+  ArrayRef<int64_t> starts = adaptor.getStarts(), ends = adaptor.getEnds(),
+                    steps = adaptor.getSteps();
+  for (auto [list, listName] : {std::pair(starts, "starts"),
+                                std::pair(ends, "ends"),
+                                std::pair(steps, "steps")})
+    if (static_cast<int64_t>(list.size()) != rank)
+      return inferFailure(location, name, "'", listName, "' has ",
+                          list.size(), " entries but 'input' (",
+                          shapeToString(input.getShape()), ") has rank ",
+                          rank);
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    int64_t step = steps[d], extent = input.getDimSize(d);
+    if (step == 0)
+      return inferFailure(location, name, "'steps' must be nonzero, got 0 "
+                                          "for dimension ",
+                          d);
+    if (ShapedType::isDynamic(extent)) {
+      shape.push_back(ShapedType::kDynamic);
+      continue;
+    }
+    // ONNX Slice: count from the end, then clamp (the upper bound wins for
+    // an empty dimension, which makes the slice empty).
+    auto clamp = [](int64_t value, int64_t low, int64_t high) {
+      return std::min(std::max(value, low), high);
+    };
+    int64_t start = starts[d] < 0 ? starts[d] + extent : starts[d];
+    int64_t end = ends[d] < 0 ? ends[d] + extent : ends[d];
+    int64_t count;
+    if (step > 0) {
+      start = clamp(start, 0, extent);
+      end = clamp(end, 0, extent);
+      count = end > start ? (end - start - 1) / step + 1 : 0;
+    } else {
+      start = clamp(start, 0, extent - 1);
+      end = clamp(end, -1, extent - 1);
+      // (start - end - 1) / step rounds toward zero, and -step may
+      // overflow.
+      count = start > end ? 1 - (start - end - 1) / step : 0;
+    }
+    shape.push_back(count);
+  }
+  inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
+  return success();
+}
+
+LogicalResult GatherOp::inferReturnTypes(MLIRContext *,
+                                         std::optional<Location> location,
+                                         Adaptor adaptor,
+                                         SmallVectorImpl<Type> &inferred) {
+  RankedTensorType input = ranked(adaptor.getInput());
+  RankedTensorType indices = ranked(adaptor.getIndices());
+  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), input);
+  if (!axis)
+    return axisOutOfRange(location, getOperationName(), adaptor.getAxis(),
+                          "input", input);
+  ArrayRef<int64_t> shape = input.getShape();
+  SmallVector<int64_t> result(shape.take_front(*axis));
+  llvm::append_range(result, indices.getShape());
+  llvm::append_range(result, shape.drop_front(*axis + 1));
+  inferred.push_back(RankedTensorType::get(result, input.getElementType()));
+  return success();
+}
+
+LogicalResult WhereOp::inferReturnTypes(MLIRContext *,
+                                        std::optional<Location> location,
+                                        Adaptor adaptor,
+                                        SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  RankedTensorType condition = ranked(adaptor.getCondition());
+  RankedTensorType onTrue = ranked(adaptor.getTrueValue());
+  RankedTensorType onFalse = ranked(adaptor.getFalseValue());
+  if (onTrue.getElementType() != onFalse.getElementType())
+    return inferFailure(location, name, "'true_value' (", onTrue,
+                        ") and 'false_value' (", onFalse,
+                        ") must have the same element type");
+  std::optional<SmallVector<int64_t>> shape =
+      broadcastShapes(onTrue.getShape(), onFalse.getShape());
+  if (shape)
+    shape = broadcastShapes(condition.getShape(), *shape);
+  if (!shape)
+    return inferFailure(location, name, "shapes of 'condition' (",
+                        shapeToString(condition.getShape()),
+                        "), 'true_value' (", shapeToString(onTrue.getShape()),
+                        ") and 'false_value' (",
+                        shapeToString(onFalse.getShape()),
+                        ") are not broadcast-compatible");
+  inferred.push_back(RankedTensorType::get(*shape, onTrue.getElementType()));
+  return success();
+}
+
+LogicalResult CompareOp::inferReturnTypes(MLIRContext *context,
+                                          std::optional<Location> location,
+                                          Adaptor adaptor,
+                                          SmallVectorImpl<Type> &inferred) {
+  SmallVector<Type, 1> broadcast;
+  if (failed(inferBroadcastResult(location, getOperationName(),
+                                  adaptor.getLhs().getType(),
+                                  adaptor.getRhs().getType(), broadcast)))
+    return failure();
+  inferred.push_back(
+      ranked(broadcast.front()).clone(IntegerType::get(context, 1)));
+  return success();
+}
+
+LogicalResult CastOp::verify() {
+  RankedTensorType input = getInput().getType(), result = getType();
+  if (input.getShape() != result.getShape())
+    return emitOpError() << "result shape ("
+                         << shapeToString(result.getShape())
+                         << ") must equal the shape of 'input' ("
+                         << shapeToString(input.getShape()) << ")";
+  return success();
+}
+
+OpFoldResult CastOp::fold(FoldAdaptor) {
+  if (getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
+LogicalResult ExpandOp::verify() {
+  RankedTensorType input = getInput().getType(), result = getType();
+  if (input.getElementType() != result.getElementType())
+    return emitOpError() << "result element type (" << result.getElementType()
+                         << ") must match 'input' element type ("
+                         << input.getElementType() << ")";
+  int64_t lead = result.getRank() - input.getRank();
+  if (lead < 0)
+    return emitOpError() << "'input' (" << shapeToString(input.getShape())
+                         << ") has more dimensions than the result ("
+                         << shapeToString(result.getShape()) << ")";
+  for (int64_t i = 0; i < input.getRank(); ++i) {
+    int64_t extent = input.getDimSize(i);
+    if (extent != 1 && !dimsCompatible(extent, result.getDimSize(i + lead)))
+      return emitOpError() << "dimension " << i << " of 'input' ("
+                           << shapeToString(input.getShape())
+                           << ") must be 1 or the extent of the aligned "
+                              "result dimension ("
+                           << shapeToString(result.getShape()) << ")";
+  }
+  return verifyDynamicSizes(*this, getDynamicSizes(), result);
+}
+
+LogicalResult TopKOp::inferReturnTypes(MLIRContext *context,
+                                       std::optional<Location> location,
+                                       Adaptor adaptor,
+                                       SmallVectorImpl<Type> &inferred) {
+  StringRef name = getOperationName();
+  RankedTensorType input = ranked(adaptor.getInput());
+  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), input);
+  if (!axis)
+    return axisOutOfRange(location, name, adaptor.getAxis(), "input", input);
+  int64_t k = adaptor.getK(), extent = input.getDimSize(*axis);
+  if (!ShapedType::isDynamic(extent) && k > extent)
+    return inferFailure(location, name, "'k' (", k,
+                        ") exceeds the extent of dimension ", *axis,
+                        " of 'input' (", shapeToString(input.getShape()), ")");
+  SmallVector<int64_t> shape(input.getShape());
+  shape[*axis] = k;
+  inferred.push_back(RankedTensorType::get(shape, input.getElementType()));
+  inferred.push_back(
+      RankedTensorType::get(shape, IntegerType::get(context, 64)));
+  return success();
+}
+
+LogicalResult IotaOp::verify() {
+  RankedTensorType result = getType();
+  if (result.getRank() != 1)
+    return emitOpError() << "result must have rank 1, got " << result;
+  return verifyDynamicSizes(*this, getDynamicSizes(), result);
+}
+
+LogicalResult TriluOp::verify() {
+  RankedTensorType input = getInput().getType();
+  if (input.getRank() < 2)
+    return emitOpError() << "'input' must have rank >= 2 (matrices in the "
+                            "last two dimensions), got "
+                         << input;
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -53,14 +53,15 @@ def NN_UnaryFunction : I32EnumAttr<"UnaryFunction",
 // Elementwise
 //===----------------------------------------------------------------------===//
 
-class NN_BinaryOp<string mnemonic, string formula>
+class NN_BinaryOp<string mnemonic, string formula,
+                  Type tensorType = NN_NumericTensor, string integers = "">
     : NN_Op<mnemonic, [Pure, InferTypeOpAdaptor, NN_Differentiable]> {
   let summary = "elementwise " # mnemonic # " with numpy broadcasting";
   let description = [{
     Computes `}] # formula # [{` elementwise. The operands broadcast as in
     numpy: shapes are aligned at the trailing dimension and an extent of 1
     stretches to the other operand's extent. Both operands have the same
-    element type, which is the result's.
+    element type, which is the result's.}] # integers # [{
 
     Example:
 
@@ -68,8 +69,8 @@ class NN_BinaryOp<string mnemonic, string formula>
     %r = nn.}] # mnemonic # [{ %a, %b : tensor<?x64xf32>, tensor<64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$lhs, NN_FloatTensor:$rhs);
-  let results = (outs NN_FloatTensor:$result);
+  let arguments = (ins tensorType:$lhs, tensorType:$rhs);
+  let results = (outs tensorType:$result);
   let assemblyFormat =
       "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)";
   let extraClassDefinition = [{
@@ -83,15 +84,25 @@ class NN_BinaryOp<string mnemonic, string formula>
   }];
 }
 
-def NN_AddOp : NN_BinaryOp<"add", "lhs + rhs">;
-def NN_SubOp : NN_BinaryOp<"sub", "lhs - rhs">;
-def NN_MulOp : NN_BinaryOp<"mul", "lhs * rhs">;
-def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs">;
-def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs">;
+defvar NN_IntegerArithmetic = [{ Integer (`i32`, `i64`)
+    arithmetic wraps around on overflow; integer values are never
+    differentiated.}];
 
-class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
-    : NN_Op<mnemonic, !listconcat([Pure, SameOperandsAndResultType,
-                                   NN_Differentiable], traits)> {
+def NN_AddOp : NN_BinaryOp<"add", "lhs + rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_SubOp : NN_BinaryOp<"sub", "lhs - rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_MulOp : NN_BinaryOp<"mul", "lhs * rhs", NN_NumericTensor,
+                           NN_IntegerArithmetic>;
+def NN_DivOp : NN_BinaryOp<"div", "lhs / rhs", NN_NumericTensor,
+    [{ Integer division truncates toward zero, as in C and onnxruntime; a
+    zero divisor gives 0 (ONNX leaves it undefined) and `INT_MIN / -1`
+    wraps to `INT_MIN`. Integer values are never differentiated.}]>;
+def NN_PowOp : NN_BinaryOp<"pow", "lhs ^ rhs", NN_FloatTensor>;
+
+class NN_UnaryOp<string mnemonic, string formula,
+                 Type tensorType = NN_FloatTensor>
+    : NN_Op<mnemonic, [Pure, SameOperandsAndResultType, NN_Differentiable]> {
   let summary = "elementwise " # mnemonic;
   let description = [{
     Computes `}] # formula # [{` elementwise; the result has the operand's
@@ -103,12 +114,13 @@ class NN_UnaryOp<string mnemonic, string formula, list<Trait> traits = []>
     %y = nn.}] # mnemonic # [{ %x : tensor<2x?x64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$input);
-  let results = (outs NN_FloatTensor:$result);
+  let arguments = (ins tensorType:$input);
+  let results = (outs tensorType:$result);
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
-def NN_NegOp : NN_UnaryOp<"neg", "-x">;
+// Integer negation wraps (-INT_MIN is INT_MIN).
+def NN_NegOp : NN_UnaryOp<"neg", "-x", NN_NumericTensor>;
 def NN_ExpOp : NN_UnaryOp<"exp", "exp(x)">;
 def NN_LogOp : NN_UnaryOp<"log", "log(x)">;
 def NN_SqrtOp : NN_UnaryOp<"sqrt", "sqrt(x)">;
@@ -370,21 +382,33 @@ def NN_AttentionOp : NN_Op<"attention", [Pure, InferTypeOpAdaptor,
 def NN_ReshapeOp : NN_Op<"reshape", [Pure, NN_Differentiable]> {
   let summary = "reinterpret a tensor with another shape, same element count";
   let description = [{
-    Row-major reshape. The result has the input's element type and at most
-    one dynamic dimension, which the element count determines. When the
-    input is static, the element counts must agree: equal for a static
-    result, and divisible by the product of the static result extents (which
-    must not be 0) otherwise.
+    Row-major reshape; the result has the input's element type. The dynamic
+    result extents are either all given by `dynamic_sizes` (one `index` per
+    dynamic result dimension, in order) or, without `dynamic_sizes`, there
+    is at most one, which the element count determines. When the input is
+    static, the element counts must agree: equal for a static result, and a
+    multiple of the product of the static result extents otherwise (which
+    must not be 0 unless `dynamic_sizes` are given).
 
     Example:
 
     ```mlir
     %y = nn.reshape %x : tensor<2x?x64xf32> -> tensor<?x64xf32>
+    %h = nn.reshape %y [%b, %s] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
     ```
   }];
-  let arguments = (ins AnyRankedTensor:$input);
+  let arguments = (ins AnyRankedTensor:$input, Variadic<Index>:$dynamic_sizes);
   let results = (outs AnyRankedTensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let assemblyFormat = [{
+    $input (`[` $dynamic_sizes^ `]`)? attr-dict `:` type($input) `->`
+    type($result)
+  }];
+  let builders = [
+    // The element count determines the (at most one) dynamic extent.
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input), [{
+      build($_builder, $_state, result, input, ::mlir::ValueRange());
+    }]>
+  ];
   let hasVerifier = 1;
   let hasFolder = 1;
   let hasCanonicalizer = 1;
@@ -448,9 +472,33 @@ def NN_CrossEntropyOp : NN_Op<"cross_entropy",
 // Reductions
 //===----------------------------------------------------------------------===//
 
-def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
-    NN_Differentiable]> {
-  let summary = "sum over some dimensions";
+class NN_ReduceOp<string mnemonic, string what, list<Trait> traits = []>
+    : NN_Op<mnemonic, !listconcat([Pure, InferTypeWithDefaults], traits)> {
+  let summary = what # " over some dimensions";
+  let arguments = (ins NN_FloatTensor:$input, DenseI64ArrayAttr:$axes,
+      UnitAttr:$keep_dims);
+  let results = (outs NN_FloatTensor:$result);
+  let assemblyFormat = "$input $axes attr-dict `:` type($input)";
+  let extraClassDeclaration = [{
+    /// `axes` counted from the front ([0, rank)), in the order written.
+    ::llvm::SmallVector<int64_t> getNormalizedAxes();
+  }];
+  let extraClassDefinition = [{
+    ::llvm::LogicalResult $cppClass::inferReturnTypes(
+        ::mlir::MLIRContext *, std::optional<::mlir::Location> location,
+        Adaptor adaptor, ::llvm::SmallVectorImpl<::mlir::Type> &types) {
+      return ::moec::nn::inferReductionResult(
+          location, getOperationName(), adaptor.getInput().getType(),
+          adaptor.getAxes(), adaptor.getKeepDims(), types);
+    }
+    ::llvm::SmallVector<int64_t> $cppClass::getNormalizedAxes() {
+      return ::moec::nn::normalizeAxes(getAxes(),
+                                       getInput().getType().getRank());
+    }
+  }];
+}
+
+def NN_ReduceSumOp : NN_ReduceOp<"reduce_sum", "sum", [NN_Differentiable]> {
   let description = [{
     Sums `input` over the dimensions listed in `axes` (negative values count
     from the end; each dimension at most once). The summed dimensions are
@@ -465,14 +513,289 @@ def NN_ReduceSumOp : NN_Op<"reduce_sum", [Pure, InferTypeWithDefaults,
     %r = nn.reduce_sum %x [-1] {keep_dims} : tensor<2x?x64xf32>
     ```
   }];
-  let arguments = (ins NN_FloatTensor:$input, DenseI64ArrayAttr:$axes,
-      UnitAttr:$keep_dims);
-  let results = (outs NN_FloatTensor:$result);
-  let assemblyFormat = "$input $axes attr-dict `:` type($input)";
-  let extraClassDeclaration = [{
-    /// `axes` counted from the front ([0, rank)), in the order written.
-    ::llvm::SmallVector<int64_t> getNormalizedAxes();
+}
+
+def NN_ReduceMeanOp : NN_ReduceOp<"reduce_mean", "mean", [NN_Differentiable]> {
+  let description = [{
+    The mean of `input` over the dimensions listed in `axes`, with the axes
+    and `keep_dims` of `nn.reduce_sum` (ONNX `ReduceMean`). f16 and bf16
+    inputs accumulate in f32.
+
+    Example:
+
+    ```mlir
+    %m = nn.reduce_mean %x [-1] {keep_dims} : tensor<2x?x64xf32>
+    ```
   }];
+}
+
+def NN_ReduceMaxOp : NN_ReduceOp<"reduce_max", "maximum"> {
+  let description = [{
+    The largest element of `input` over the dimensions listed in `axes`, with
+    the axes and `keep_dims` of `nn.reduce_sum` (ONNX `ReduceMax`). A NaN in
+    a reduced slice makes its result NaN.
+
+    Example:
+
+    ```mlir
+    %m = nn.reduce_max %x [1] : tensor<2x?x64xf32>
+    ```
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor manipulation (what ONNX exports of transformers contain)
+//
+// These ops take any of the element types below so that masks (i1),
+// positions and indices (i32/i64) flow through the same ops as activations.
+// Extents that only the running program knows are `index` operands, one
+// per dynamic result dimension, as in `tensor.empty`.
+//===----------------------------------------------------------------------===//
+
+def NN_CompareAttr : I32EnumAttr<"ComparePredicate",
+    "an elementwise comparison", [
+      I32EnumAttrCase<"eq", 0>,
+      I32EnumAttrCase<"ne", 1>,
+      I32EnumAttrCase<"lt", 2>,
+      I32EnumAttrCase<"le", 3>,
+      I32EnumAttrCase<"gt", 4>,
+      I32EnumAttrCase<"ge", 5>
+    ]> {
+  let cppNamespace = "::moec::nn";
+}
+
+def NN_AnyTensor : RankedTensorOf<[F32, F16, BF16, I1, I32, I64]>;
+
+def NN_ConcatOp : NN_Op<"concat", [Pure, InferTypeWithDefaults]> {
+  let summary = "join tensors along one dimension";
+  let description = [{
+    Concatenates `inputs` (at least one, same rank and element type, equal
+    extents except along `axis`) along `axis` (negative counts from the
+    end), as ONNX `Concat`. The result extent along `axis` is the sum of the
+    inputs' (dynamic if any of them is); other extents are static where any
+    input's is.
+
+    Example:
+
+    ```mlir
+    %y = nn.concat %a, %b axis = -1 : tensor<2x?x8xf32>, tensor<2x?x8xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<NN_AnyTensor>:$inputs, I64Attr:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat =
+      "$inputs `axis` `=` $axis attr-dict `:` type($inputs)";
+}
+
+def NN_SliceOp : NN_Op<"slice", [Pure, InferTypeWithDefaults]> {
+  let summary = "strided slice with numpy/ONNX clamping";
+  let description = [{
+    One `starts`, `ends` and `steps` entry per dimension, with the semantics
+    of ONNX `Slice`: negative `starts` and `ends` count from the end of the
+    dimension, then starts are clamped to `[0, extent]` for positive steps
+    and `[0, extent - 1]` for negative ones, ends to `[0, extent]` and
+    `[-1, extent - 1]`; `steps` are nonzero. The slice takes the elements
+    `start, start + step, ...` strictly before `end`. An `end` of
+    `INT64_MAX` (or `INT64_MIN` with a negative step) thus means "through
+    the last element". The result extent is static wherever the input
+    extent is, and dynamic otherwise.
+
+    Example:
+
+    ```mlir
+    %h = nn.slice %x starts = [0, 0, 8] ends = [9223372036854775807, 9223372036854775807, 16]
+        steps = [1, 1, 1] : tensor<2x?x16xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, DenseI64ArrayAttr:$starts,
+      DenseI64ArrayAttr:$ends, DenseI64ArrayAttr:$steps);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `starts` `=` $starts `ends` `=` $ends `steps` `=` $steps attr-dict
+    `:` type($input)
+  }];
+}
+
+def NN_GatherOp : NN_Op<"gather", [Pure, InferTypeWithDefaults]> {
+  let summary = "take slices along one axis at the given indices";
+  let description = [{
+    ONNX `Gather` (numpy `take`): for `input` of shape `[d0, .., d(a-1), da,
+    d(a+1), ..]` and `indices` of shape `I`, the result has shape
+    `[d0, .., d(a-1)] + I + [d(a+1), ..]` and holds `input[.., indices[i],
+    ..]`. Negative indices count from the end of `axis`. Out-of-range indices
+    are clamped to the axis (ONNX leaves them undefined; clamping keeps every
+    read in bounds). `nn.embedding` is the rank-2, axis-0 case.
+
+    Example:
+
+    ```mlir
+    %last = nn.gather %h [%i] axis = 1 : tensor<2x?x64xf32>, tensor<i64>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, NN_IdTensor:$indices,
+      I64Attr:$axis);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input `[` $indices `]` `axis` `=` $axis attr-dict `:` type($input) `,`
+    type($indices)
+  }];
+}
+
+def NN_WhereOp : NN_Op<"where", [Pure, InferTypeOpAdaptor]> {
+  let summary = "elementwise choice: condition ? true_value : false_value";
+  let description = [{
+    ONNX `Where`. The three operands broadcast together as in numpy;
+    `true_value` and `false_value` have one element type.
+
+    Example:
+
+    ```mlir
+    %m = nn.where %causal, %scores, %neg_inf
+        : tensor<?x?xi1>, tensor<2x4x?x?xf32>, tensor<f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I1]>:$condition,
+      NN_AnyTensor:$true_value, NN_AnyTensor:$false_value);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $condition `,` $true_value `,` $false_value attr-dict `:`
+    type($condition) `,` type($true_value) `,` type($false_value)
+  }];
+}
+
+def NN_CompareOp : NN_Op<"compare", [Pure, InferTypeWithDefaults]> {
+  let summary = "elementwise comparison with numpy broadcasting";
+  let description = [{
+    `lhs <predicate> rhs` elementwise as `i1`; the operands have one element
+    type and broadcast as in numpy (ONNX `Equal`, `Less`, `Greater`, ...).
+    Floating-point comparisons are ordered: any comparison with NaN is false,
+    except `ne`, which is true.
+
+    Example:
+
+    ```mlir
+    %is_e = nn.compare eq %indices, %e : tensor<?x2xi64>, tensor<i64>
+    ```
+  }];
+  let arguments = (ins NN_CompareAttr:$predicate, NN_AnyTensor:$lhs,
+      NN_AnyTensor:$rhs);
+  let results = (outs RankedTensorOf<[I1]>:$result);
+  let assemblyFormat = [{
+    $predicate $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs)
+  }];
+}
+
+def NN_CastOp : NN_Op<"cast", [Pure]> {
+  let summary = "elementwise conversion to another element type";
+  let description = [{
+    ONNX `Cast` between `f32`, `f16`, `bf16`, `i1`, `i32` and `i64`: floats
+    round to nearest even, float to integer truncates toward zero (saturating
+    at the integer range, NaN becomes 0), integers widen with sign or
+    truncate, anything to `i1` is `x != 0` and `i1` converts to 0 or 1. The
+    shape does not change.
+
+    Example:
+
+    ```mlir
+    %f = nn.cast %mask : tensor<?x?xi1> -> tensor<?x?xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def NN_ExpandOp : NN_Op<"expand", [Pure]> {
+  let summary = "broadcast a tensor to a larger shape";
+  let description = [{
+    numpy `broadcast_to`: `input` is aligned with the trailing dimensions of
+    the result; each of its extents is 1 (repeated) or equal to the result's.
+    `dynamic_sizes` holds one `index` per dynamic result dimension, in order.
+    ONNX `Expand` (after the importer has broadcast the requested shape with
+    the input's) and `ConstantOfShape` (expanding a 0-d constant) become this
+    op.
+
+    Example:
+
+    ```mlir
+    %m = nn.expand %row [%s] : tensor<1x64xf32> -> tensor<?x64xf32>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input, Variadic<Index>:$dynamic_sizes);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = [{
+    $input (`[` $dynamic_sizes^ `]`)? attr-dict `:` type($input) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def NN_TopKOp : NN_Op<"topk", [Pure, InferTypeWithDefaults]> {
+  let summary = "the k largest (or smallest) elements along one axis";
+  let description = [{
+    ONNX `TopK` with a constant `k`: `values` holds the `k` largest elements
+    of every slice along `axis` (the smallest without `largest`), in order,
+    and `indices` (`i64`) their positions. Equal values keep the lower index
+    first; NaN counts as larger than every number. `k` must not exceed
+    the extent of `axis`; the verifier checks a static extent, and a dynamic
+    one is the producer's promise (the importer only emits `topk` on
+    expert axes, which are static).
+
+    Example:
+
+    ```mlir
+    %v, %i = nn.topk %probs top 2 axis = -1 : tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins NN_FloatTensor:$input,
+      ConfinedAttr<I64Attr, [IntPositive]>:$k,
+      DefaultValuedAttr<I64Attr, "-1">:$axis,
+      DefaultValuedAttr<BoolAttr, "true">:$largest);
+  let results = (outs NN_FloatTensor:$values, RankedTensorOf<[I64]>:$indices);
+  let assemblyFormat = "$input `top` $k attr-dict `:` type($input)";
+}
+
+def NN_IotaOp : NN_Op<"iota", [Pure]> {
+  let summary = "0, 1, 2, ... along a 1-d tensor";
+  let description = [{
+    A 1-d tensor whose element `i` is `i`, converted to the result's element
+    type. A dynamic extent comes from the one `index` operand. The importer
+    builds ONNX `Range(start, limit, delta)` as `start + delta * iota(n)`
+    with `n = max(ceil((limit - start) / delta), 0)`.
+
+    Example:
+
+    ```mlir
+    %positions = nn.iota [%seq] : tensor<?xi64>
+    ```
+  }];
+  let arguments = (ins Variadic<Index>:$dynamic_sizes);
+  let results = (outs RankedTensorOf<[F32, F16, BF16, I32, I64]>:$result);
+  let assemblyFormat =
+      "(`[` $dynamic_sizes^ `]`)? attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
+  let summary = "keep the lower (or upper) triangle of the trailing matrices";
+  let description = [{
+    ONNX `Trilu`: `input` has rank >= 2; for every matrix in the last two dimensions, elements
+    `(i, j)` with `j - i <= diagonal` are kept (`j - i >= diagonal` with
+    `upper`) and the others are zero (false for `i1`).
+
+    Example:
+
+    ```mlir
+    %causal = nn.trilu %ones {diagonal = 0 : i64} : tensor<?x?xi1>
+    ```
+  }];
+  let arguments = (ins NN_AnyTensor:$input,
+      DefaultValuedAttr<I64Attr, "0">:$diagonal, UnitAttr:$upper);
+  let results = (outs NN_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

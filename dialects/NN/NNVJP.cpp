@@ -375,14 +375,15 @@ LogicalResult ReshapeOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
   auto inputType = cast<RankedTensorType>(getInput().getType());
   if (!required[0] || !isa<FloatType>(inputType.getElementType()))
     return success();
-  // The gradient is reshaped back, and nn.reshape determines at most one
-  // dynamic extent.
+  // The gradient is reshaped back; the element count determines one dynamic
+  // extent, several are read from the input.
+  Location loc = getLoc();
+  SmallVector<Value> sizes;
   if (inputType.getNumDynamicDims() > 1)
-    return emitOpError() << "cannot be differentiated: the gradient would be "
-                            "reshaped back to 'input' ("
-                         << inputType
-                         << "), which has more than one dynamic dimension";
-  operandGrads[0] = ReshapeOp::create(b, getLoc(), inputType, resultGrads[0]);
+    for (int64_t i = 0; i < inputType.getRank(); ++i)
+      if (inputType.isDynamicDim(i))
+        sizes.push_back(tensor::DimOp::create(b, loc, getInput(), i));
+  operandGrads[0] = ReshapeOp::create(b, loc, inputType, resultGrads[0], sizes);
   return success();
 }
 
@@ -399,36 +400,94 @@ LogicalResult TransposeOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
   return success();
 }
 
-LogicalResult ReduceSumOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
-                                    const BitVector &required,
-                                    SmallVectorImpl<Value> &operandGrads) {
-  if (!required[0])
-    return success();
-  // Every summed element receives the gradient of its sum: a broadcast
-  // along the summed axes (index 0 of a kept extent-1 dimension).
-  Location loc = getLoc();
-  Value input = getInput();
-  RankedTensorType type = getInput().getType();
+/// The gradient of a sum (or, with `count`, a mean) over `axes` of `input`:
+/// every reduced element receives the gradient of its result, divided by
+/// `count` (a float of the compute precision) when given. One broadcasting
+/// generic along the reduced axes (index 0 of a kept extent-1 dimension).
+static Value reductionVJP(OpBuilder &b, Location loc, Value grad, Value input,
+                          ArrayRef<int64_t> axes, bool keepDims, Value count) {
+  RankedTensorType type = ranked(input);
   int64_t rank = type.getRank();
-  SmallVector<int64_t> axes = getNormalizedAxes();
   SmallVector<AffineExpr> exprs;
   for (int64_t i = 0; i < rank; ++i) {
     if (!llvm::is_contained(axes, i))
       exprs.push_back(b.getAffineDimExpr(i));
-    else if (getKeepDims())
+    else if (keepDims)
       exprs.push_back(b.getAffineConstantExpr(0));
   }
+  Type elementType = type.getElementType();
   Value init = tensor::EmptyOp::create(
-      b, loc, tensor::getMixedSizes(b, loc, input), type.getElementType());
-  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, exprs, getContext()),
+      b, loc, tensor::getMixedSizes(b, loc, input), elementType);
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, exprs, b.getContext()),
                                  b.getMultiDimIdentityMap(rank)};
   auto broadcast = linalg::GenericOp::create(
-      b, loc, TypeRange{init.getType()}, resultGrads[0], init, maps,
+      b, loc, TypeRange{init.getType()}, grad, init, maps,
       SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
-      [](OpBuilder &nested, Location nestedLoc, ValueRange args) {
-        linalg::YieldOp::create(nested, nestedLoc, args[0]);
+      [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+        Value value = args[0];
+        if (count) {
+          Type compute = count.getType();
+          if (value.getType() != compute)
+            value = arith::ExtFOp::create(nested, nestedLoc, compute, value);
+          value = arith::DivFOp::create(nested, nestedLoc, value, count);
+          if (elementType != compute)
+            value =
+                arith::TruncFOp::create(nested, nestedLoc, elementType, value);
+        }
+        linalg::YieldOp::create(nested, nestedLoc, value);
       });
-  operandGrads[0] = broadcast.getResult(0);
+  return broadcast.getResult(0);
+}
+
+LogicalResult ReduceSumOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
+                                    const BitVector &required,
+                                    SmallVectorImpl<Value> &operandGrads) {
+  if (required[0])
+    operandGrads[0] =
+        reductionVJP(b, getLoc(), resultGrads[0], getInput(),
+                     getNormalizedAxes(), getKeepDims(), /*count=*/Value());
+  return success();
+}
+
+LogicalResult ReduceMeanOp::buildVJP(OpBuilder &b, ArrayRef<Value> resultGrads,
+                                     const BitVector &required,
+                                     SmallVectorImpl<Value> &operandGrads) {
+  if (!required[0])
+    return success();
+  // The number of averaged elements, in f32 for f16/bf16 (f32 counts are
+  // exact up to 2^24, f16 ones only up to 2048).
+  Location loc = getLoc();
+  SmallVector<int64_t> axes = getNormalizedAxes();
+  RankedTensorType type = getInput().getType();
+  auto elementType = cast<FloatType>(type.getElementType());
+  Type compute = elementType.getWidth() < 32 ? b.getF32Type() : elementType;
+  int64_t staticCount = 1;
+  Value dynamicCount;
+  for (int64_t axis : axes) {
+    if (!type.isDynamicDim(axis)) {
+      staticCount *= type.getDimSize(axis);
+      continue;
+    }
+    Value extent = tensor::DimOp::create(b, loc, getInput(), axis);
+    dynamicCount = dynamicCount
+                       ? arith::MulIOp::create(b, loc, dynamicCount, extent)
+                       : extent;
+  }
+  Value count;
+  if (dynamicCount) {
+    if (staticCount != 1)
+      dynamicCount = arith::MulIOp::create(
+          b, loc, dynamicCount,
+          arith::ConstantIndexOp::create(b, loc, staticCount));
+    count = arith::SIToFPOp::create(
+        b, loc, compute,
+        arith::IndexCastOp::create(b, loc, b.getI64Type(), dynamicCount));
+  } else {
+    count = arith::ConstantOp::create(
+        b, loc, b.getFloatAttr(compute, static_cast<double>(staticCount)));
+  }
+  operandGrads[0] = reductionVJP(b, loc, resultGrads[0], getInput(), axes,
+                                 getKeepDims(), count);
   return success();
 }
 

@@ -51,11 +51,31 @@ Value indexToFloat(OpBuilder &b, Location loc, Value index, Type type) {
   return arith::SIToFPOp::create(b, loc, type, i64);
 }
 
-Value clampedIndex(OpBuilder &b, Location loc, Value id, Value size) {
-  Value index = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+/// `index` clamped into [0, size).
+static Value clampIndex(OpBuilder &b, Location loc, Value index, Value size) {
   Value last = arith::SubIOp::create(b, loc, size, indexConst(b, loc, 1));
   index = arith::MinSIOp::create(b, loc, index, last);
   return arith::MaxSIOp::create(b, loc, index, indexConst(b, loc, 0));
+}
+
+Value clampedIndex(OpBuilder &b, Location loc, Value id, Value size) {
+  Value index = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+  return clampIndex(b, loc, index, size);
+}
+
+Value wrappedIndex(OpBuilder &b, Location loc, Value id, Value size) {
+  Value index = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+  Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                         index, indexConst(b, loc, 0));
+  index = arith::SelectOp::create(
+      b, loc, negative, arith::AddIOp::create(b, loc, index, size), index);
+  return clampIndex(b, loc, index, size);
+}
+
+Value zeroOf(OpBuilder &b, Location loc, Type type) {
+  if (isa<FloatType>(type))
+    return floatConst(b, loc, type, 0.0);
+  return arith::ConstantOp::create(b, loc, b.getIntegerAttr(type, 0));
 }
 
 Value loopIndex(OpBuilder &b, Location loc, int64_t dim) {
@@ -112,6 +132,24 @@ OpFoldResult broadcastSize(OpBuilder &b, Location loc, int64_t extent,
       return tensor::getMixedSize(b, loc, value, dim);
   }
   llvm_unreachable("a dynamic broadcast extent comes from some operand");
+}
+
+BroadcastLoops broadcastLoops(OpBuilder &b, Location loc, RankedTensorType type,
+                              ValueRange operands) {
+  MLIRContext *context = b.getContext();
+  int64_t rank = type.getRank();
+  SmallVector<std::pair<Value, int64_t>> ranks;
+  for (Value operand : operands)
+    ranks.push_back({operand, rankedType(operand).getRank()});
+  BroadcastLoops loops;
+  for (int64_t i = 0; i < rank; ++i)
+    loops.sizes.push_back(
+        broadcastSize(b, loc, type.getDimSize(i), i, rank, ranks));
+  for (auto [value, count] : ranks)
+    loops.maps.push_back(AffineMap::get(
+        rank, 0, broadcastExprs(rankedType(value), count, rank, context),
+        context));
+  return loops;
 }
 
 AffineMap dropDimsMap(int64_t loops, ArrayRef<int64_t> dropped,

@@ -62,6 +62,13 @@ Value indexToFloat(OpBuilder &b, Location loc, Value index, Type type);
 /// tensor.extract may read.
 Value clampedIndex(OpBuilder &b, Location loc, Value id, Value size);
 
+/// Like clampedIndex, but a negative id first counts from the end (numpy and
+/// ONNX indices).
+Value wrappedIndex(OpBuilder &b, Location loc, Value id, Value size);
+
+/// Zero (false for i1) of a float or integer type.
+Value zeroOf(OpBuilder &b, Location loc, Type type);
+
 Value loopIndex(OpBuilder &b, Location loc, int64_t dim);
 
 /// 1 / (1 + exp(-x)); exp overflows to inf for very negative x, which gives
@@ -92,6 +99,15 @@ SmallVector<AffineExpr> broadcastExprs(RankedTensorType type, int64_t count,
 OpFoldResult broadcastSize(OpBuilder &b, Location loc, int64_t extent,
                            int64_t loop, int64_t loops,
                            ArrayRef<std::pair<Value, int64_t>> operands);
+
+/// Loop extents and operand indexing maps of an elementwise op whose
+/// `operands` broadcast together (numpy) to `type`.
+struct BroadcastLoops {
+  SmallVector<OpFoldResult> sizes;
+  SmallVector<AffineMap> maps;
+};
+BroadcastLoops broadcastLoops(OpBuilder &b, Location loc, RankedTensorType type,
+                              ValueRange operands);
 
 /// The identity map of `loops` loops without the loops in `dropped`.
 AffineMap dropDimsMap(int64_t loops, ArrayRef<int64_t> dropped,

@@ -1,4 +1,4 @@
-//===- Gradients.cpp - Lowering of nn.reduce_sum and the *_grad ops ------===//
+//===- Gradients.cpp - Lowering of the nn reductions and the *_grad ops --===//
 //
 // Part of convert-nn-to-linalg, with the conventions of ConvertNNToLinalg.cpp
 // (f32 compute for f16/bf16, compute-type accumulators, clamped ids). Each
@@ -23,6 +23,7 @@
 #include "llvm/Support/MathExtras.h"
 
 #include <cmath>
+#include <limits>
 
 using namespace mlir;
 using namespace moec::nn;
@@ -55,48 +56,75 @@ Value featureAccumulator(OpBuilder &b, Location loc, Value input) {
 }
 
 //===----------------------------------------------------------------------===//
-// nn.reduce_sum
+// Reductions: nn.reduce_sum, nn.reduce_mean, nn.reduce_max
 //===----------------------------------------------------------------------===//
 
-struct ReduceSumOpLowering : OpConversionPattern<ReduceSumOp> {
-  using OpConversionPattern::OpConversionPattern;
+template <typename ReduceOp>
+struct ReductionOpLowering : OpConversionPattern<ReduceOp> {
+  using OpConversionPattern<ReduceOp>::OpConversionPattern;
+  using OpAdaptor = typename ReduceOp::Adaptor;
+  static constexpr bool isMax = std::is_same_v<ReduceOp, ReduceMaxOp>;
+  static constexpr bool isMean = std::is_same_v<ReduceOp, ReduceMeanOp>;
 
   LogicalResult
-  matchAndRewrite(ReduceSumOp op, OpAdaptor adaptor,
+  matchAndRewrite(ReduceOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     MLIRContext *context = op.getContext();
     Value input = adaptor.getInput();
     RankedTensorType type = op.getType();
+    Type compute = computeType(type.getElementType());
     int64_t rank = rankedType(input).getRank();
     SmallVector<int64_t> axes = op.getNormalizedAxes();
     SmallVector<OpFoldResult> kept;
     for (int64_t i = 0; i < rank; ++i)
       if (!llvm::is_contained(axes, i))
         kept.push_back(tensor::getMixedSize(rewriter, loc, input, i));
-    Value sum = buildGeneric(
+    // arith.maximumf propagates NaN, as reduce_max specifies.
+    Value acc = buildGeneric(
         rewriter, loc, input,
-        zeroAccumulator(rewriter, loc, kept, type.getElementType()),
+        filledTensor(rewriter, loc, kept, compute,
+                     isMax ? -std::numeric_limits<double>::infinity() : 0.0),
         {rewriter.getMultiDimIdentityMap(rank),
          dropDimsMap(rank, axes, context)},
         iterators(rank, axes),
         [](OpBuilder &b, Location loc, ValueRange args) -> SmallVector<Value> {
-          return {arith::AddFOp::create(b, loc, args[1], args[0])};
+          if constexpr (isMax)
+            return {arith::MaximumFOp::create(b, loc, args[1], args[0])};
+          else
+            return {arith::AddFOp::create(b, loc, args[1], args[0])};
         })[0];
+    Value count;
+    if (isMean) {
+      Value elements = indexConst(rewriter, loc, 1);
+      for (int64_t axis : axes)
+        elements = arith::MulIOp::create(rewriter, loc, elements,
+                                         dimValue(rewriter, loc, input, axis));
+      count = indexToFloat(rewriter, loc, elements, compute);
+    }
     Value result;
-    if (op.getKeepDims()) {
-      // Rounding and the extent-1 dimensions in one copy.
-      SmallVector<OpFoldResult> sizes;
-      for (int64_t i = 0; i < rank; ++i)
-        sizes.push_back(llvm::is_contained(axes, i)
-                            ? rewriter.getIndexAttr(1)
-                            : tensor::getMixedSize(rewriter, loc, input, i));
+    if (op.getKeepDims() || isMean) {
+      // Rounding, the division of a mean and the extent-1 dimensions in one
+      // copy.
+      SmallVector<OpFoldResult> sizes = kept;
+      AffineMap map = rewriter.getMultiDimIdentityMap(kept.size());
+      if (op.getKeepDims()) {
+        sizes.clear();
+        for (int64_t i = 0; i < rank; ++i)
+          sizes.push_back(llvm::is_contained(axes, i)
+                              ? rewriter.getIndexAttr(1)
+                              : tensor::getMixedSize(rewriter, loc, input, i));
+        map = dropDimsMap(rank, axes, context);
+      }
       result = buildElementwise(
-          rewriter, loc, sum, dropDimsMap(rank, axes, context), sizes,
-          type.getElementType(),
-          [](OpBuilder &, Location, ValueRange args) { return args[0]; });
+          rewriter, loc, acc, map, sizes, type.getElementType(),
+          [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+            if (isMean)
+              return arith::DivFOp::create(b, loc, args[0], count);
+            return args[0];
+          });
     } else {
-      result = convertElements(rewriter, loc, sum, type.getElementType());
+      result = convertElements(rewriter, loc, acc, type.getElementType());
     }
     rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
     return success();
@@ -700,7 +728,9 @@ struct CrossEntropyGradOpLowering : OpConversionPattern<CrossEntropyGradOp> {
 
 void moec::nnlowering::populateGradientLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<ReduceSumOpLowering, UnaryGradOpLowering, RMSNormGradOpLowering,
+  patterns.add<ReductionOpLowering<ReduceSumOp>,
+               ReductionOpLowering<ReduceMeanOp>,
+               ReductionOpLowering<ReduceMaxOp>, UnaryGradOpLowering, RMSNormGradOpLowering,
                LayerNormGradOpLowering, EmbeddingGradOpLowering,
                AttentionGradOpLowering, CrossEntropyGradOpLowering>(
       patterns.getContext());

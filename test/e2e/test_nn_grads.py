@@ -450,6 +450,11 @@ TRAIN_CASES += [
          "nn.reduce_sum %x [1] {keep_dims} : tensor<2x3x4xf32>", (2, 1, 4),
          lambda c, v: {"x": grad_ref.nn_reduce_sum_vjp(
              c, v["x"], [1], keep_dims=True)[0]}),
+    Case("reduce_mean",
+         [("x", (2, 3, 4), "param")],
+         "nn.reduce_mean %x [0, -1] : tensor<2x3x4xf32>", (3,),
+         lambda c, v: {"x": grad_ref.nn_reduce_mean_vjp(
+             c, v["x"], [0, -1])[0]}),
 ]
 
 
@@ -499,3 +504,28 @@ def test_cross_entropy_train_step(compile_model, numerics_report):
                                  rtol=FD_RTOL, atol=FD_ATOL, seed=seed)
         numerics_report("finite differences cross_entropy grad.z",
                         errors["z"])
+
+
+def test_dynamic_reshape_and_mean_train_step(compile_model, numerics_report):
+    """Several dynamic extents: the reshape's gradient is reshaped back with
+    the input's extents; reduce_mean divides by a run-time count."""
+    text = entry(
+        [("x", "tensor<?x?x4xf32>", "parameter"), ("c", "tensor<?x4xf32>")],
+        [("loss", "tensor<f32>")],
+        "  %y = nn.reshape %x : tensor<?x?x4xf32> -> tensor<?x4xf32>\n"
+        "  %p = nn.mul %y, %c : tensor<?x4xf32>, tensor<?x4xf32>\n"
+        "  %loss = nn.reduce_mean %p [0, 1] : tensor<?x4xf32>\n")
+    model = compile_model(text, flags=("--mode=train",))
+    for seed, shape in zip(SEEDS, ((2, 3, 4), (1, 5, 4), (3, 1, 4))):
+        rng = np.random.default_rng(seed)
+        x = normal(rng, shape)
+        c = normal(rng, (shape[0] * shape[1], 4))
+        out = model.run("train_step", x=x, c=c)
+        (d_p,) = grad_ref.nn_reduce_mean_vjp(1.0, c, [0, 1])
+        expected = grad_ref.nn_reshape_vjp(d_p * c, x)[0]
+        compare(numerics_report, "train_step dynamic reshape+mean grad.x",
+                out["grad.x"], expected, F32)
+        errors = gradcheck.check(model, {"c": c}, {"x": x}, h=FD_H,
+                                 rtol=FD_RTOL, atol=FD_ATOL, seed=seed)
+        numerics_report("finite differences dynamic reshape+mean grad.x",
+                        errors["x"])

@@ -5,47 +5,16 @@ one bit for bit, frozen parameters never change, and a NaN loss stops
 training naming the step."""
 import json
 import pathlib
-import struct
 import subprocess
 
 import numpy as np
 import pytest
 
+from safetensors_io import read_safetensors, write_safetensors
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "tiny_moe_lm.mlir"
 GENERATOR = REPO / "examples" / "instruct" / "make_flan_mixture.py"
-
-
-def read_safetensors(path):
-    """{name: ndarray} from a safetensors file (f32/i64 tensors)."""
-    data = pathlib.Path(path).read_bytes()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
-    base = 8 + length
-    dtypes = {"F32": np.float32, "I64": np.int64, "I32": np.int32}
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        tensors[name] = np.frombuffer(
-            data[base + begin:base + end],
-            dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-    return tensors
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name, array in tensors.items():
-        blob = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        offset += len(blob)
-        blobs.append(blob)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    pathlib.Path(path).write_bytes(struct.pack("<Q", len(text)) + text +
-                                   b"".join(blobs))
 
 
 @pytest.fixture(scope="module")

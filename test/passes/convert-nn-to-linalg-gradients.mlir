@@ -199,3 +199,29 @@ func.func @rotary_inverse(%x: tensor<1x?x2x8xf32>) -> tensor<1x?x2x8xf32> {
   %r = nn.rotary %x {inverse} : tensor<1x?x2x8xf32>
   return %r : tensor<1x?x2x8xf32>
 }
+
+// -----
+
+// reduce_mean divides the f32 sum by the element count in the copy that
+// rounds; reduce_max starts from -inf and takes arith.maximumf (NaN
+// propagates).
+
+// CHECK-LABEL: func.func @reduce_mean_max
+// CHECK: %[[SUM:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]
+// CHECK: arith.addf
+// CHECK: %[[D:.*]] = tensor.dim
+// CHECK: %[[N:.*]] = arith.muli %{{.*}}, %[[D]] : index
+// CHECK: %[[N64:.*]] = arith.index_cast %[[N]] : index to i64
+// CHECK: %[[COUNT:.*]] = arith.sitofp %[[N64]] : i64 to f32
+// CHECK: linalg.generic {{.*}} ins(%[[SUM]] : tensor<3xf32>) outs(%{{.*}} : tensor<3xf16>)
+// CHECK: arith.divf %{{.*}}, %[[COUNT]] : f32
+// CHECK: arith.truncf
+// CHECK: %[[NEGINF:.*]] = arith.constant 0xFF800000 : f32
+// CHECK: linalg.fill ins(%[[NEGINF]] : f32)
+// CHECK: arith.maximumf
+func.func @reduce_mean_max(%x: tensor<3x?xf16>, %y: tensor<3x?xf32>)
+    -> (tensor<3xf16>, tensor<1x?xf32>) {
+  %0 = nn.reduce_mean %x [1] : tensor<3x?xf16>
+  %1 = nn.reduce_max %y [0] {keep_dims} : tensor<3x?xf32>
+  return %0, %1 : tensor<3xf16>, tensor<1x?xf32>
+}

@@ -554,3 +554,218 @@ func.func @attention_dynamic_heads(%q: tensor<1x?x?x16xf32>, %k: tensor<1x?x2x16
   %o = nn.attention %q, %k, %v : tensor<1x?x?x16xf32>, tensor<1x?x2x16xf32>, tensor<1x?x2x16xf32>
   return %o : tensor<1x?x?x16xf32>
 }
+
+// -----
+
+// Integer division: a zero divisor gives 0 and INT_MIN / -1 wraps, so
+// arith.divsi only sees divisors other than 0 and -1.
+
+// CHECK-LABEL: func.func @div_integers
+// CHECK: ^bb0(%[[L:.*]]: i32, %[[R:.*]]: i32, %{{.*}}: i32):
+// CHECK: %[[ZERO:.*]] = arith.cmpi eq, %[[R]], %{{.*}} : i32
+// CHECK: %[[MINUS:.*]] = arith.cmpi eq, %[[R]], %{{.*}} : i32
+// CHECK: %[[SPECIAL:.*]] = arith.ori %[[ZERO]], %[[MINUS]] : i1
+// CHECK: %[[SAFE:.*]] = arith.select %[[SPECIAL]], %{{.*}}, %[[R]] : i32
+// CHECK: %[[Q:.*]] = arith.divsi %[[L]], %[[SAFE]] : i32
+// CHECK: %[[NEG:.*]] = arith.subi %{{.*}}, %[[L]] : i32
+// CHECK: %[[Q1:.*]] = arith.select %[[MINUS]], %[[NEG]], %[[Q]] : i32
+// CHECK: %[[Q2:.*]] = arith.select %[[ZERO]], %{{.*}}, %[[Q1]] : i32
+// CHECK: linalg.yield %[[Q2]]
+// CHECK: arith.subi
+func.func @div_integers(%a: tensor<?xi32>, %b: tensor<i32>) -> tensor<?xi32> {
+  %q = nn.div %a, %b : tensor<?xi32>, tensor<i32>
+  %r = nn.neg %q : tensor<?xi32>
+  return %r : tensor<?xi32>
+}
+
+// -----
+
+// Several dynamic extents: tensor.reshape to the given sizes (no
+// collapse/expand describes it). One dynamic extent with a given size
+// expands with it.
+
+// CHECK-LABEL: func.func @reshape_dynamic_sizes
+// CHECK-SAME: (%[[X:.*]]: tensor<?x64xf32>, %[[B:.*]]: index, %[[S:.*]]: index)
+// CHECK: %[[SHAPE:.*]] = tensor.from_elements %[[B]], %[[S]], %{{.*}}, %{{.*}} : tensor<4xindex>
+// CHECK: %[[R:.*]] = tensor.reshape %[[X]](%[[SHAPE]]) : (tensor<?x64xf32>, tensor<4xindex>) -> tensor<?x?x4x16xf32>
+// CHECK: tensor.expand_shape %[[X]] {{\[\[}}0], [1, 2]] output_shape [%[[B]], 4, 16] : tensor<?x64xf32> into tensor<?x4x16xf32>
+// CHECK: return %[[R]]
+func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index)
+    -> (tensor<?x?x4x16xf32>, tensor<?x4x16xf32>) {
+  %r = nn.reshape %x [%b, %s] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
+  %e = nn.reshape %x [%b] : tensor<?x64xf32> -> tensor<?x4x16xf32>
+  return %r, %e : tensor<?x?x4x16xf32>, tensor<?x4x16xf32>
+}
+
+// -----
+
+// concat inserts each input at the running offset of one tensor.empty.
+
+// CHECK-LABEL: func.func @concat
+// CHECK-SAME: (%[[A:.*]]: tensor<2x?xi64>, %[[B:.*]]: tensor<2x3xi64>)
+// CHECK: %[[D:.*]] = tensor.dim %[[A]], %{{.*}} : tensor<2x?xi64>
+// CHECK: %[[TOTAL:.*]] = arith.addi %[[D]], %{{.*}} : index
+// CHECK: %[[E:.*]] = tensor.empty(%[[TOTAL]]) : tensor<2x?xi64>
+// CHECK: %[[DA:.*]] = tensor.dim %[[A]]
+// CHECK: %[[I0:.*]] = tensor.insert_slice %[[A]] into %[[E]][0, 0] [2, %[[DA]]] [1, 1]
+// CHECK: %[[I1:.*]] = tensor.insert_slice %[[B]] into %[[I0]][0, %[[DA]]] [2, 3] [1, 1]
+// CHECK: return %[[I1]]
+func.func @concat(%a: tensor<2x?xi64>, %b: tensor<2x3xi64>) -> tensor<2x?xi64> {
+  %r = nn.concat %a, %b axis = 1 : tensor<2x?xi64>, tensor<2x3xi64>
+  return %r : tensor<2x?xi64>
+}
+
+// -----
+
+// Positive steps: one extract_slice; a dynamic extent is clamped with index
+// arithmetic (start -3 counts from the end), a static one folds.
+
+// CHECK-LABEL: func.func @slice_positive
+// CHECK-SAME: (%[[X:.*]]: tensor<?x8xf32>)
+// CHECK: %[[D:.*]] = tensor.dim %[[X]], %{{.*}} : tensor<?x8xf32>
+// CHECK: %[[S0:.*]] = arith.addi %[[D]], %{{.*}} : index
+// CHECK: %[[S1:.*]] = arith.maxsi %[[S0]], %{{.*}} : index
+// CHECK: %[[S2:.*]] = arith.minsi %[[S1]], %[[D]] : index
+// CHECK: %[[N0:.*]] = arith.subi %[[D]], %[[S2]] : index
+// CHECK: %[[N:.*]] = arith.maxsi %[[N0]], %{{.*}} : index
+// CHECK: %[[R:.*]] = tensor.extract_slice %[[X]][%[[S2]], 1] [%[[N]], 3] [1, 3] : tensor<?x8xf32> to tensor<?x3xf32>
+// CHECK: return %[[R]]
+func.func @slice_positive(%x: tensor<?x8xf32>) -> tensor<?x3xf32> {
+  %r = nn.slice %x starts = [-3, 1] ends = [9223372036854775807, 8] steps = [1, 3] : tensor<?x8xf32>
+  return %r : tensor<?x3xf32>
+}
+
+// -----
+
+// A negative step reads element start + i * step in a generic.
+
+// CHECK-LABEL: func.func @slice_negative
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<4x2xf16>)
+// CHECK: %[[I:.*]] = linalg.index 0 : index
+// CHECK: %[[BACK:.*]] = arith.muli %[[I]], %{{.*}} : index
+// CHECK: %[[ROW:.*]] = arith.addi %{{.*}}, %[[BACK]] : index
+// CHECK: %[[J:.*]] = linalg.index 1 : index
+// CHECK: %[[FORTH:.*]] = arith.muli %[[J]], %{{.*}} : index
+// CHECK: %[[COL:.*]] = arith.addi %{{.*}}, %[[FORTH]] : index
+// CHECK: tensor.extract %{{.*}}[%[[ROW]], %[[COL]]] : tensor<4x6xf16>
+func.func @slice_negative(%h: tensor<4x6xf16>) -> tensor<4x2xf16> {
+  %r = nn.slice %h starts = [-1, 0] ends = [-100, 6] steps = [-1, 4] : tensor<4x6xf16>
+  return %r : tensor<4x2xf16>
+}
+
+// -----
+
+// gather reads with tensor.extract at the wrapped, clamped index.
+
+// CHECK-DAG: #[[$IDX:.*]] = affine_map<(d0, d1) -> (d1)>
+// CHECK-LABEL: func.func @gather
+// CHECK: linalg.generic {indexing_maps = [#[[$IDX]], {{.*}}]
+// CHECK: ^bb0(%[[ID:.*]]: i32, %{{.*}}: f16):
+// CHECK: %[[ROW:.*]] = linalg.index 0 : index
+// CHECK: %[[I:.*]] = arith.index_cast %[[ID]] : i32 to index
+// CHECK: %[[NEG:.*]] = arith.cmpi slt, %[[I]], %{{.*}} : index
+// CHECK: %[[UP:.*]] = arith.addi %[[I]], %{{.*}} : index
+// CHECK: %[[W:.*]] = arith.select %[[NEG]], %[[UP]], %[[I]] : index
+// CHECK: %[[LO:.*]] = arith.minsi %[[W]], %{{.*}} : index
+// CHECK: %[[C:.*]] = arith.maxsi %[[LO]], %{{.*}} : index
+// CHECK: tensor.extract %{{.*}}[%[[ROW]], %[[C]]] : tensor<?x8xf16>
+func.func @gather(%x: tensor<?x8xf16>, %i: tensor<5xi32>) -> tensor<?x5xf16> {
+  %r = nn.gather %x [%i] axis = -1 : tensor<?x8xf16>, tensor<5xi32>
+  return %r : tensor<?x5xf16>
+}
+
+// -----
+
+// Float to integer casts clamp before arith.fptosi (undefined out of range):
+// NaN becomes 0, values from 2^63 on INT64_MAX. i1 converts unsigned.
+
+// CHECK-LABEL: func.func @cast
+// CHECK: ^bb0(%[[IN:.*]]: f16, %{{.*}}: i64):
+// CHECK: %[[X:.*]] = arith.extf %[[IN]] : f16 to f32
+// CHECK: %[[NAN:.*]] = arith.cmpf uno, %[[X]], %[[X]] : f32
+// CHECK: %[[BIG:.*]] = arith.cmpf oge, %[[X]], %{{.*}} : f32
+// CHECK: %[[LO:.*]] = arith.maximumf %[[X]], %{{.*}} : f32
+// CHECK: %[[HI:.*]] = arith.minimumf %[[LO]], %{{.*}} : f32
+// CHECK: %[[SAFE:.*]] = arith.select %[[NAN]], %{{.*}}, %[[HI]] : f32
+// CHECK: %[[I:.*]] = arith.fptosi %[[SAFE]] : f32 to i64
+// CHECK: %[[R:.*]] = arith.select %[[BIG]], %{{.*}}, %[[I]] : i64
+// CHECK: linalg.yield %[[R]]
+// CHECK: arith.uitofp %{{.*}} : i1 to f32
+func.func @cast(%x: tensor<?xf16>, %m: tensor<?xi1>) -> (tensor<?xi64>, tensor<?xf32>) {
+  %0 = nn.cast %x : tensor<?xf16> -> tensor<?xi64>
+  %1 = nn.cast %m : tensor<?xi1> -> tensor<?xf32>
+  return %0, %1 : tensor<?xi64>, tensor<?xf32>
+}
+
+// -----
+
+// where and compare broadcast like the binary ops.
+
+// CHECK-DAG: #[[$COND:.*]] = affine_map<(d0, d1) -> (0, d1)>
+// CHECK-DAG: #[[$SCALAR:.*]] = affine_map<(d0, d1) -> ()>
+// CHECK-LABEL: func.func @where_compare
+// CHECK: linalg.generic {indexing_maps = [#[[$COND]], #{{.*}}, #[[$SCALAR]], #{{.*}}]
+// CHECK: arith.select %{{.*}}, %{{.*}}, %{{.*}} : i64
+// CHECK: arith.cmpf une, %{{.*}}, %{{.*}} : f32
+// CHECK: arith.cmpi ult, %{{.*}}, %{{.*}} : i1
+func.func @where_compare(%c: tensor<1x4xi1>, %a: tensor<?x4xi64>, %b: tensor<i64>,
+                         %x: tensor<4xf32>, %m: tensor<4xi1>)
+    -> (tensor<?x4xi64>, tensor<4xi1>, tensor<4xi1>) {
+  %0 = nn.where %c, %a, %b : tensor<1x4xi1>, tensor<?x4xi64>, tensor<i64>
+  %1 = nn.compare ne %x, %x : tensor<4xf32>, tensor<4xf32>
+  %2 = nn.compare lt %m, %m : tensor<4xi1>, tensor<4xi1>
+  return %0, %1, %2 : tensor<?x4xi64>, tensor<4xi1>, tensor<4xi1>
+}
+
+// -----
+
+// expand reads index 0 along stretched dimensions; iota and trilu use
+// linalg.index.
+
+// CHECK-DAG: #[[$ROW:.*]] = affine_map<(d0, d1, d2) -> (0, d2)>
+// CHECK-LABEL: func.func @expand_iota_trilu
+// CHECK-SAME: %[[N:[^:]*]]: index
+// CHECK: %[[E:.*]] = tensor.empty(%[[N]]) : tensor<?x3x4xf32>
+// CHECK: linalg.generic {indexing_maps = [#[[$ROW]], {{.*}}]{{.*}} outs(%[[E]]
+// CHECK: %[[I:.*]] = linalg.index 0 : index
+// CHECK: arith.index_cast %[[I]] : index to i64
+// CHECK: arith.trunci %{{.*}} : i64 to i32
+// CHECK: %[[C:.*]] = linalg.index 1 : index
+// CHECK: %[[D:.*]] = linalg.index 2 : index
+// CHECK: %[[OFF:.*]] = arith.subi %[[D]], %[[C]] : index
+// CHECK: %[[KEEP:.*]] = arith.cmpi sle, %[[OFF]], %{{.*}} : index
+// CHECK: arith.select %[[KEEP]], %{{.*}}, %{{.*}} : i1
+func.func @expand_iota_trilu(%x: tensor<1x4xf32>, %n: index, %m: tensor<2x?x?xi1>)
+    -> (tensor<?x3x4xf32>, tensor<?xi32>, tensor<2x?x?xi1>) {
+  %0 = nn.expand %x [%n] : tensor<1x4xf32> -> tensor<?x3x4xf32>
+  %1 = nn.iota [%n] : tensor<?xi32>
+  %2 = nn.trilu %m {diagonal = -1 : i64} : tensor<2x?x?xi1>
+  return %0, %1, %2 : tensor<?x3x4xf32>, tensor<?xi32>, tensor<2x?x?xi1>
+}
+
+// -----
+
+// topk: a loop per row dimension, k selection passes, each scanning the
+// row for the best element ranked after the previous pick.
+
+// CHECK-LABEL: func.func @topk
+// CHECK: %[[V0:.*]] = tensor.empty(%{{.*}}) : tensor<?x2xf16>
+// CHECK: %[[I0:.*]] = tensor.empty(%{{.*}}) : tensor<?x2xi64>
+// CHECK: %[[ROWS:.*]]:2 = scf.for %[[ROW:[^ ]*]] = {{.*}} iter_args(%{{.*}} = %[[V0]], %{{.*}} = %[[I0]])
+// CHECK: %[[PASS:.*]]:4 = scf.for %[[J:[^ ]*]] = {{.*}} iter_args({{.*}}) -> (tensor<?x2xf16>, tensor<?x2xi64>, f32, index)
+// CHECK: %[[BEST:.*]]:2 = scf.for %[[E:[^ ]*]] = {{.*}} -> (f32, index)
+// CHECK: tensor.extract %{{.*}}[%[[ROW]], %[[E]]] : tensor<?x8xf16>
+// CHECK: arith.extf
+// CHECK: arith.cmpf uno
+// CHECK: arith.cmpf ogt
+// CHECK: arith.cmpi slt
+// CHECK: scf.yield
+// CHECK: %[[V:.*]] = arith.truncf %[[BEST]]#0 : f32 to f16
+// CHECK: tensor.insert %[[V]] into %{{.*}}[%[[ROW]], %[[J]]] : tensor<?x2xf16>
+// CHECK: %[[IDX:.*]] = arith.index_cast %[[BEST]]#1 : index to i64
+// CHECK: tensor.insert %[[IDX]] into %{{.*}}[%[[ROW]], %[[J]]] : tensor<?x2xi64>
+// CHECK: return %[[ROWS]]#0, %[[ROWS]]#1
+func.func @topk(%p: tensor<?x8xf16>) -> (tensor<?x2xf16>, tensor<?x2xi64>) {
+  %v, %i = nn.topk %p top 2 : tensor<?x8xf16>
+  return %v, %i : tensor<?x2xf16>, tensor<?x2xi64>
+}

@@ -83,11 +83,74 @@ func.func @forward(%ids: tensor<2x?xi32> {moe.name = "ids"},
 
 // -----
 
-// The gradient would have to be reshaped back to two dynamic extents.
+// Two dynamic extents: the gradient is reshaped back with the extents of
+// the input. reduce_mean's gradient divides by the number of averaged
+// elements while broadcasting.
+
+// CHECK-LABEL: func.func @train_step
+// CHECK-SAME: %[[X:[^:]*]]: tensor<?x?x4xf32>
+// CHECK: %[[Y:.*]] = nn.reshape %[[X]] : tensor<?x?x4xf32> -> tensor<?x4xf32>
+// CHECK: %[[ROWS:.*]] = tensor.dim %[[Y]], %{{.*}} : tensor<?x4xf32>
+// CHECK: %[[COUNT:.*]] = arith.muli %[[ROWS]], %{{.*}} : index
+// CHECK: %[[I64:.*]] = arith.index_cast %[[COUNT]] : index to i64
+// CHECK: %[[F:.*]] = arith.sitofp %[[I64]] : i64 to f32
+// CHECK: %[[DY:.*]] = linalg.generic {{.*}} ins(%{{.*}} : tensor<f32>) outs(%{{.*}} : tensor<?x4xf32>)
+// CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT: %[[Q:.*]] = arith.divf %[[IN]], %[[F]] : f32
+// CHECK-NEXT: linalg.yield %[[Q]]
+// CHECK: %[[D0:.*]] = tensor.dim %[[X]], %{{.*}} : tensor<?x?x4xf32>
+// CHECK: %[[D1:.*]] = tensor.dim %[[X]], %{{.*}} : tensor<?x?x4xf32>
+// CHECK: %[[DX:.*]] = nn.reshape %[[DY]][%[[D0]], %[[D1]]] : tensor<?x4xf32> -> tensor<?x?x4xf32>
+// CHECK: return %{{.*}}, %[[DX]]
 func.func @forward(%x: tensor<?x?x4xf32> {moe.name = "x", moe.role = "parameter"})
     -> (tensor<f32> {moe.name = "loss"}) {
-  // expected-error @+1 {{'nn.reshape' op cannot be differentiated: the gradient would be reshaped back to 'input' ('tensor<?x?x4xf32>'), which has more than one dynamic dimension}}
   %y = nn.reshape %x : tensor<?x?x4xf32> -> tensor<?x4xf32>
-  %loss = nn.reduce_sum %y [0, 1] : tensor<?x4xf32>
+  %loss = nn.reduce_mean %y [0, 1] : tensor<?x4xf32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// f16 means divide in f32; reduce_max has no gradient, and autodiff says so.
+// CHECK-LABEL: func.func @train_step
+// CHECK: %[[F:.*]] = arith.constant 6.000000e+00 : f32
+// CHECK: linalg.generic
+// CHECK-NEXT: ^bb0(%[[IN:.*]]: f16, %{{.*}}: f16):
+// CHECK-NEXT: %[[E:.*]] = arith.extf %[[IN]] : f16 to f32
+// CHECK-NEXT: %[[Q:.*]] = arith.divf %[[E]], %[[F]] : f32
+// CHECK-NEXT: %[[T:.*]] = arith.truncf %[[Q]] : f32 to f16
+// CHECK-NEXT: linalg.yield %[[T]]
+func.func @forward(%x: tensor<2x3xf16> {moe.name = "x", moe.role = "parameter"})
+    -> (tensor<f16> {moe.name = "loss"}) {
+  %loss = nn.reduce_mean %x [0, -1] : tensor<2x3xf16>
+  return %loss : tensor<f16>
+}
+
+// -----
+
+func.func @forward(%x: tensor<2x3xf32> {moe.name = "x", moe.role = "parameter"})
+    -> (tensor<f32> {moe.name = "loss"}) {
+  // expected-error @+1 {{'nn.reduce_max' op is not differentiable, but the loss depends on a trainable parameter through it}}
+  %m = nn.reduce_max %x [1] : tensor<2x3xf32>
+  %loss = nn.reduce_sum %m [0] : tensor<2xf32>
+  return %loss : tensor<f32>
+}
+
+// -----
+
+// Integer values are never active: a cast to integers ends the dependence
+// on the parameter, so integer arithmetic after it needs no gradient.
+// CHECK-LABEL: func.func @train_step
+// CHECK-NOT: grad.x
+// CHECK-SAME: moe.name = "grad.y"
+// expected-remark @+1 {{parameter 'x' does not affect the loss; it gets no gradient}}
+func.func @forward(%x: tensor<4xf32> {moe.name = "x", moe.role = "parameter"},
+                   %y: tensor<4xf32> {moe.name = "y", moe.role = "parameter"})
+    -> (tensor<f32> {moe.name = "loss"}) {
+  %i = nn.cast %x : tensor<4xf32> -> tensor<4xi64>
+  %j = nn.add %i, %i : tensor<4xi64>, tensor<4xi64>
+  %f = nn.cast %j : tensor<4xi64> -> tensor<4xf32>
+  %p = nn.mul %f, %y : tensor<4xf32>, tensor<4xf32>
+  %loss = nn.reduce_sum %p [0] : tensor<4xf32>
   return %loss : tensor<f32>
 }

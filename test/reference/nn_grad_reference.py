@@ -72,6 +72,26 @@ def nn_reduce_sum_vjp(grad, x, axes: Sequence[int], keep_dims: bool = False):
     return (np.broadcast_to(g, x.shape).copy(),)
 
 
+def nn_reduce_mean(x, axes: Sequence[int], keep_dims: bool = False):
+    """nn.reduce_mean in float64: the sum over `axes` divided by the number
+    of summed elements."""
+    x = np.asarray(x)
+    count = 1
+    for a in axes:
+        count *= x.shape[a % x.ndim]
+    return nn_reduce_sum(x, axes, keep_dims) / count
+
+
+def nn_reduce_mean_vjp(grad, x, axes: Sequence[int], keep_dims: bool = False):
+    """Each averaged element receives grad / (number of averaged elements)."""
+    x = np.asarray(x)
+    count = 1
+    for a in axes:
+        count *= x.shape[a % x.ndim]
+    (spread,) = nn_reduce_sum_vjp(grad, x, axes, keep_dims)
+    return (spread / count,)
+
+
 def unbroadcast(grad, shape) -> np.ndarray:
     """Sums a gradient of the broadcast shape back to an operand `shape`."""
     g = _d(grad)

@@ -401,6 +401,20 @@ def test_reduce_sum(axes, keep_dims, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("keep_dims", [False, True])
+@pytest.mark.parametrize("axes", [(0,), (-1,), (0, 2), (0, 1, 2)])
+def test_reduce_mean(axes, keep_dims, seed):
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (2, 3, 4))
+    attrs = {"axes": axes, "keep_dims": keep_dims}
+    expected = np.mean(x, axis=tuple(axes), keepdims=keep_dims)
+    np.testing.assert_allclose(grad_ref.nn_reduce_mean(x, **attrs), expected,
+                               rtol=1e-12)
+    check_vjp(grad_ref.nn_reduce_mean, grad_ref.nn_reduce_mean_vjp, (x,), {0},
+              rng, attrs)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("mask", [None, "random", "zeros"])
 def test_cross_entropy(mask, seed):
     rng = np.random.default_rng(seed)

@@ -3,10 +3,13 @@
 //   moec model.mlir -o model.so            compile to a shared library
 //   moec model.mlir --compile-to=lower     stop after a phase and print IR
 //   moec model.mlir --emit=llvm -o -       print LLVM IR
+//   moec model.onnx -o model.so            import ONNX; parameters go to
+//                                          model.safetensors
 //
 //===----------------------------------------------------------------------===//
 
 #include "moec/Compiler.h"
+#include "moec/ImportONNX.h"
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/MLIRContext.h"
@@ -23,8 +26,14 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::opt<std::string> inputFilename(cl::Positional,
-                                          cl::desc("<model.mlir>"),
+                                          cl::desc("<model.mlir|model.onnx>"),
                                           cl::Required);
+static cl::opt<std::string> paramsOut(
+    "params-out",
+    cl::desc("ONNX input: where to write the parameters (the float "
+             "initializers) as safetensors (default: the output path with "
+             "the extension .safetensors)"),
+    cl::value_desc("path"));
 static cl::opt<std::string>
     outputFilename("o", cl::desc("Output file (default: <input>.so, or "
                                  "stdout for IR)"),
@@ -69,6 +78,28 @@ static cl::opt<double>
 static cl::opt<bool> printIRAfterAll("print-ir-after-all",
                                      cl::desc("Print the IR after every pass"));
 
+/// Diagnostics about imported ONNX models name the input file and the node
+/// (the importer's locations are "node 'name' (OpType)").
+static void printONNXDiagnostic(Diagnostic &diagnostic) {
+  std::string where;
+  Location loc = diagnostic.getLocation();
+  loc->walk([&](Location inner) {
+    if (auto name = dyn_cast<NameLoc>(inner)) {
+      where = name.getName().str() + ": ";
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  llvm::StringRef severity =
+      diagnostic.getSeverity() == DiagnosticSeverity::Error     ? "error"
+      : diagnostic.getSeverity() == DiagnosticSeverity::Warning ? "warning"
+                                                                : "note";
+  llvm::errs() << "moec: " << severity << ": " << inputFilename << ": "
+               << where << diagnostic.str() << "\n";
+  for (Diagnostic &note : diagnostic.getNotes())
+    printONNXDiagnostic(note);
+}
+
 /// Writes MLIR text to the output (stdout by default).
 static LogicalResult printModule(ModuleOp module) {
   std::string error;
@@ -94,19 +125,47 @@ static int run() {
   context.printOpOnDiagnostic(false);
 
   llvm::SourceMgr sourceMgr;
-  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  bool isONNX = llvm::sys::path::extension(inputFilename) == ".onnx";
+  std::optional<SourceMgrDiagnosticHandler> mlirDiagnostics;
+  std::optional<ScopedDiagnosticHandler> onnxDiagnostics;
+  if (isONNX)
+    onnxDiagnostics.emplace(&context, [](Diagnostic &diagnostic) {
+      printONNXDiagnostic(diagnostic);
+      return success();
+    });
+  else
+    mlirDiagnostics.emplace(sourceMgr, &context);
 
-  std::string error;
-  std::unique_ptr<llvm::MemoryBuffer> input =
-      openInputFile(inputFilename, &error);
-  if (!input) {
-    llvm::errs() << "moec: " << error << "\n";
+  OwningOpRef<ModuleOp> module;
+  std::vector<moec::ParameterValue> parameters;
+  if (isONNX) {
+    llvm::Expected<moec::ImportedModel> imported =
+        moec::importONNXFile(context, inputFilename);
+    if (!imported) {
+      llvm::errs() << "moec: error: " << llvm::toString(imported.takeError())
+                   << "\n";
+      return 1;
+    }
+    module = std::move(imported->module);
+    parameters = std::move(imported->parameters);
+  } else {
+    std::string error;
+    std::unique_ptr<llvm::MemoryBuffer> input =
+        openInputFile(inputFilename, &error);
+    if (!input) {
+      llvm::errs() << "moec: " << error << "\n";
+      return 1;
+    }
+    sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (!module)
+      return 1;
+  }
+  if (!isONNX && paramsOut.getNumOccurrences()) {
+    llvm::errs() << "moec: --params-out is for ONNX input (an MLIR model's "
+                    "parameters are inputs of its entry points)\n";
     return 1;
   }
-  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
-  if (!module)
-    return 1;
 
   moec::CompileOptions options;
   if (mode == "train") {
@@ -175,7 +234,23 @@ static int run() {
       path = derived.str().str();
     }
   }
-  return failed(moec::compileModule(*module, *kind, path, options)) ? 1 : 0;
+  if (failed(moec::compileModule(*module, *kind, path, options)))
+    return 1;
+  if (!isONNX)
+    return 0;
+  std::string parametersPath = paramsOut;
+  if (parametersPath.empty()) {
+    llvm::SmallString<256> derived(path == "-" ? inputFilename.getValue()
+                                               : path);
+    llvm::sys::path::replace_extension(derived, "safetensors");
+    parametersPath = derived.str().str();
+  }
+  if (llvm::Error error = moec::writeSafetensors(parametersPath, parameters)) {
+    llvm::errs() << "moec: error: " << llvm::toString(std::move(error))
+                 << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {

@@ -23,16 +23,33 @@ func.func @mul_not_broadcastable(%a: tensor<?x3x64xf32>, %b: tensor<4x64xf32>) {
 
 // -----
 
-func.func @sub_int_operand(%a: tensor<4xi32>, %b: tensor<4xi32>) {
-  // expected-error @+1 {{'nn.sub' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4xi32>'}}
-  %0 = "nn.sub"(%a, %b) : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+func.func @sub_bool_operand(%a: tensor<4xi1>, %b: tensor<4xi1>) {
+  // expected-error @+1 {{'nn.sub' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 32-bit signless integer or 64-bit signless integer values, but got 'tensor<4xi1>'}}
+  %0 = "nn.sub"(%a, %b) : (tensor<4xi1>, tensor<4xi1>) -> tensor<4xi1>
+  return
+}
+
+// -----
+
+// pow takes floats only.
+func.func @pow_int_operand(%a: tensor<4xi32>, %b: tensor<4xi32>) {
+  // expected-error @+1 {{'nn.pow' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<4xi32>'}}
+  %0 = "nn.pow"(%a, %b) : (tensor<4xi32>, tensor<4xi32>) -> tensor<4xi32>
+  return
+}
+
+// -----
+
+func.func @add_mixed_int(%a: tensor<4xi32>, %b: tensor<4xi64>) {
+  // expected-error @+1 {{'nn.add' op 'lhs' ('tensor<4xi32>') and 'rhs' ('tensor<4xi64>') must have the same element type}}
+  %0 = nn.add %a, %b : tensor<4xi32>, tensor<4xi64>
   return
 }
 
 // -----
 
 func.func @div_unranked(%a: tensor<*xf32>) {
-  // expected-error @+1 {{'nn.div' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<*xf32>'}}
+  // expected-error @+1 {{'nn.div' op operand #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 32-bit signless integer or 64-bit signless integer values, but got 'tensor<*xf32>'}}
   %0 = "nn.div"(%a, %a) : (tensor<*xf32>, tensor<*xf32>) -> tensor<*xf32>
   return
 }
@@ -701,7 +718,7 @@ func.func @reshape_element_type(%x: tensor<4x?xf32>) {
 // -----
 
 func.func @reshape_two_dynamic(%x: tensor<4x?xf32>) {
-  // expected-error @+1 {{'nn.reshape' op result 'tensor<?x?xf32>' may have at most one dynamic dimension, which the element count determines}}
+  // expected-error @+1 {{'nn.reshape' op result 'tensor<?x?xf32>' has more than one dynamic dimension, so it needs 'dynamic_sizes' (one per dynamic dimension)}}
   %0 = nn.reshape %x : tensor<4x?xf32> -> tensor<?x?xf32>
   return
 }
@@ -887,5 +904,244 @@ func.func @cross_entropy_ranked_result(%l: tensor<2x256xf32>, %t: tensor<2xi32>)
   // expected-error @+1 {{'nn.cross_entropy' op result #0 must be 0D tensor of 32-bit float or 16-bit float or bfloat16 type values, but got 'tensor<1xf32>'}}
   %0 = "nn.cross_entropy"(%l, %t)
       : (tensor<2x256xf32>, tensor<2xi32>) -> tensor<1xf32>
+  return
+}
+
+// -----
+
+func.func @reshape_sizes_count(%x: tensor<?x64xf32>, %n: index) {
+  // expected-error @+1 {{'nn.reshape' op has 1 'dynamic_sizes' but result 'tensor<?x?x16xf32>' has 2 dynamic dimensions}}
+  %0 = nn.reshape %x [%n] : tensor<?x64xf32> -> tensor<?x?x16xf32>
+  return
+}
+
+// -----
+
+// With dynamic sizes a static 0 extent is allowed, but the count must fit.
+func.func @reshape_sizes_not_divisible(%x: tensor<4x6xf32>, %n: index) {
+  // expected-error @+1 {{'nn.reshape' op cannot reshape 'input' 4x6 (24 elements) to ?x0}}
+  %0 = nn.reshape %x [%n] : tensor<4x6xf32> -> tensor<?x0xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_mean_axis(%x: tensor<2x?xf32>) {
+  // expected-error @+1 {{'nn.reduce_mean' op axis 2 is out of range for 'input' (2x?, rank 2)}}
+  %0 = nn.reduce_mean %x [2] : tensor<2x?xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_max_twice(%x: tensor<2x?xf32>) {
+  // expected-error @+1 {{'nn.reduce_max' op axis -1 of 'input' (2x?) is listed twice}}
+  %0 = nn.reduce_max %x [1, -1] : tensor<2x?xf32>
+  return
+}
+
+// -----
+
+func.func @concat_none() {
+  // expected-error @+2 {{'nn.concat' op needs at least one input}}
+  // expected-error @+1 {{'nn.concat' op failed to infer returned types}}
+  %0 = "nn.concat"() {axis = 0 : i64} : () -> tensor<1xf32>
+  return
+}
+
+// -----
+
+func.func @concat_axis(%a: tensor<2x3xf32>) {
+  // expected-error @+1 {{'nn.concat' op 'axis' 2 is out of range for 'inputs' (2x3, rank 2)}}
+  %0 = nn.concat %a, %a axis = 2 : tensor<2x3xf32>, tensor<2x3xf32>
+  return
+}
+
+// -----
+
+func.func @concat_element_type(%a: tensor<2x3xf32>, %b: tensor<2x3xf16>) {
+  // expected-error @+1 {{'nn.concat' op input #1 ('tensor<2x3xf16>') must have the element type of input #0 ('tensor<2x3xf32>')}}
+  %0 = nn.concat %a, %b axis = 0 : tensor<2x3xf32>, tensor<2x3xf16>
+  return
+}
+
+// -----
+
+func.func @concat_rank(%a: tensor<2x3xi64>, %b: tensor<3xi64>) {
+  // expected-error @+1 {{'nn.concat' op input #1 ('tensor<3xi64>') must have the rank of input #0 ('tensor<2x3xi64>')}}
+  %0 = nn.concat %a, %b axis = 0 : tensor<2x3xi64>, tensor<3xi64>
+  return
+}
+
+// -----
+
+func.func @concat_extent(%a: tensor<2x?xf32>, %b: tensor<2x3xf32>, %c: tensor<2x4xf32>) {
+  // expected-error @+1 {{'nn.concat' op input #2 (2x4) has extent 4 in dimension 1, where the other inputs have 3 (only dimension 0 may differ)}}
+  %0 = nn.concat %a, %b, %c axis = 0 : tensor<2x?xf32>, tensor<2x3xf32>, tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @slice_entries(%x: tensor<2x8xf32>) {
+  // expected-error @+1 {{'nn.slice' op 'ends' has 1 entries but 'input' (2x8) has rank 2}}
+  %0 = nn.slice %x starts = [0, 0] ends = [1] steps = [1, 1] : tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @slice_zero_step(%x: tensor<2x?xf32>) {
+  // expected-error @+1 {{'nn.slice' op 'steps' must be nonzero, got 0 for dimension 1}}
+  %0 = nn.slice %x starts = [0, 0] ends = [2, 3] steps = [1, 0] : tensor<2x?xf32>
+  return
+}
+
+// -----
+
+func.func @gather_axis(%x: tensor<2x8xf32>, %i: tensor<3xi64>) {
+  // expected-error @+1 {{'nn.gather' op 'axis' -3 is out of range for 'input' (2x8, rank 2)}}
+  %0 = nn.gather %x [%i] axis = -3 : tensor<2x8xf32>, tensor<3xi64>
+  return
+}
+
+// -----
+
+func.func @gather_float_indices(%x: tensor<2x8xf32>, %i: tensor<3xf32>) {
+  // expected-error @+1 {{'nn.gather' op operand #1 must be ranked tensor of 32-bit signless integer or 64-bit signless integer values, but got 'tensor<3xf32>'}}
+  %0 = "nn.gather"(%x, %i) {axis = 0 : i64} : (tensor<2x8xf32>, tensor<3xf32>) -> tensor<3x8xf32>
+  return
+}
+
+// -----
+
+func.func @where_types(%c: tensor<4xi1>, %a: tensor<4xf32>, %b: tensor<4xf16>) {
+  // expected-error @+1 {{'nn.where' op 'true_value' ('tensor<4xf32>') and 'false_value' ('tensor<4xf16>') must have the same element type}}
+  %0 = nn.where %c, %a, %b : tensor<4xi1>, tensor<4xf32>, tensor<4xf16>
+  return
+}
+
+// -----
+
+func.func @where_broadcast(%c: tensor<3xi1>, %a: tensor<2x4xf32>, %b: tensor<f32>) {
+  // expected-error @+1 {{'nn.where' op shapes of 'condition' (3), 'true_value' (2x4) and 'false_value' (scalar) are not broadcast-compatible}}
+  %0 = nn.where %c, %a, %b : tensor<3xi1>, tensor<2x4xf32>, tensor<f32>
+  return
+}
+
+// -----
+
+func.func @where_condition(%c: tensor<4xi32>, %a: tensor<4xf32>) {
+  // expected-error @+1 {{'nn.where' op operand #0 must be ranked tensor of 1-bit signless integer values, but got 'tensor<4xi32>'}}
+  %0 = "nn.where"(%c, %a, %a) : (tensor<4xi32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @compare_types(%a: tensor<4xi32>, %b: tensor<4xi64>) {
+  // expected-error @+1 {{'nn.compare' op 'lhs' ('tensor<4xi32>') and 'rhs' ('tensor<4xi64>') must have the same element type}}
+  %0 = nn.compare lt %a, %b : tensor<4xi32>, tensor<4xi64>
+  return
+}
+
+// -----
+
+func.func @compare_broadcast(%a: tensor<4xf32>, %b: tensor<3xf32>) {
+  // expected-error @+1 {{'nn.compare' op shapes of 'lhs' (4) and 'rhs' (3) are not broadcast-compatible}}
+  %0 = nn.compare ge %a, %b : tensor<4xf32>, tensor<3xf32>
+  return
+}
+
+// -----
+
+func.func @cast_shape(%a: tensor<4x?xf32>) {
+  // expected-error @+1 {{'nn.cast' op result shape (4x3) must equal the shape of 'input' (4x?)}}
+  %0 = nn.cast %a : tensor<4x?xf32> -> tensor<4x3xi32>
+  return
+}
+
+// -----
+
+func.func @cast_type(%a: tensor<4xf32>) {
+  // expected-error @+1 {{'nn.cast' op result #0 must be ranked tensor of 32-bit float or 16-bit float or bfloat16 type or 1-bit signless integer or 32-bit signless integer or 64-bit signless integer values, but got 'tensor<4xi8>'}}
+  %0 = nn.cast %a : tensor<4xf32> -> tensor<4xi8>
+  return
+}
+
+// -----
+
+func.func @expand_element_type(%a: tensor<4xf32>) {
+  // expected-error @+1 {{'nn.expand' op result element type ('f16') must match 'input' element type ('f32')}}
+  %0 = nn.expand %a : tensor<4xf32> -> tensor<2x4xf16>
+  return
+}
+
+// -----
+
+func.func @expand_rank(%a: tensor<2x4xf32>) {
+  // expected-error @+1 {{'nn.expand' op 'input' (2x4) has more dimensions than the result (4)}}
+  %0 = nn.expand %a : tensor<2x4xf32> -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @expand_extent(%a: tensor<3x1xf32>) {
+  // expected-error @+1 {{'nn.expand' op dimension 0 of 'input' (3x1) must be 1 or the extent of the aligned result dimension (2x4x5)}}
+  %0 = nn.expand %a : tensor<3x1xf32> -> tensor<2x4x5xf32>
+  return
+}
+
+// -----
+
+func.func @expand_sizes(%a: tensor<1x4xf32>) {
+  // expected-error @+1 {{'nn.expand' op has 0 'dynamic_sizes' but result 'tensor<?x4xf32>' has 1 dynamic dimensions}}
+  %0 = nn.expand %a : tensor<1x4xf32> -> tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @topk_axis(%a: tensor<4x8xf32>) {
+  // expected-error @+1 {{'nn.topk' op 'axis' 2 is out of range for 'input' (4x8, rank 2)}}
+  %v, %i = nn.topk %a top 2 {axis = 2 : i64} : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @topk_k(%a: tensor<?x8xf32>) {
+  // expected-error @+1 {{'nn.topk' op 'k' (9) exceeds the extent of dimension 1 of 'input' (?x8)}}
+  %v, %i = nn.topk %a top 9 : tensor<?x8xf32>
+}
+
+// -----
+
+func.func @topk_k_positive(%a: tensor<?x8xf32>) {
+  // expected-error @+1 {{'nn.topk' op attribute 'k' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %v, %i = nn.topk %a top 0 : tensor<?x8xf32>
+}
+
+// -----
+
+func.func @iota_rank() {
+  // expected-error @+1 {{'nn.iota' op result must have rank 1, got 'tensor<2x3xi64>'}}
+  %0 = nn.iota : tensor<2x3xi64>
+  return
+}
+
+// -----
+
+func.func @iota_sizes() {
+  // expected-error @+1 {{'nn.iota' op has 0 'dynamic_sizes' but result 'tensor<?xi32>' has 1 dynamic dimensions}}
+  %0 = nn.iota : tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @trilu_rank(%a: tensor<8xf32>) {
+  // expected-error @+1 {{'nn.trilu' op 'input' must have rank >= 2 (matrices in the last two dimensions), got 'tensor<8xf32>'}}
+  %0 = nn.trilu %a : tensor<8xf32>
   return
 }

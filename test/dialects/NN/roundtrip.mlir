@@ -532,3 +532,144 @@ func.func @cross_entropy_single(%logits: tensor<32xf16>, %target: tensor<i32>)
   %0 = nn.cross_entropy %logits, %target : tensor<32xf16>, tensor<i32>
   return %0 : tensor<f16>
 }
+
+//===----------------------------------------------------------------------===//
+// Integer arithmetic, reductions, reshape with dynamic sizes
+//===----------------------------------------------------------------------===//
+
+// CHECK-LABEL: func.func @integer_arithmetic
+// CHECK: nn.add %arg0, %arg1 : tensor<?x4xi64>, tensor<4xi64>
+// CHECK: nn.sub %arg0, %arg1 : tensor<?x4xi64>, tensor<4xi64>
+// CHECK: nn.mul %arg0, %arg1 : tensor<?x4xi64>, tensor<4xi64>
+// CHECK: nn.div %arg2, %arg2 : tensor<3xi32>, tensor<3xi32>
+// CHECK: nn.neg %arg2 : tensor<3xi32>
+func.func @integer_arithmetic(%a: tensor<?x4xi64>, %b: tensor<4xi64>,
+                              %c: tensor<3xi32>)
+    -> (tensor<?x4xi64>, tensor<?x4xi64>, tensor<?x4xi64>, tensor<3xi32>,
+        tensor<3xi32>) {
+  %0 = nn.add %a, %b : tensor<?x4xi64>, tensor<4xi64>
+  %1 = nn.sub %a, %b : tensor<?x4xi64>, tensor<4xi64>
+  %2 = nn.mul %a, %b : tensor<?x4xi64>, tensor<4xi64>
+  %3 = nn.div %c, %c : tensor<3xi32>, tensor<3xi32>
+  %4 = nn.neg %c : tensor<3xi32>
+  return %0, %1, %2, %3, %4 : tensor<?x4xi64>, tensor<?x4xi64>,
+      tensor<?x4xi64>, tensor<3xi32>, tensor<3xi32>
+}
+
+// CHECK-LABEL: func.func @reduce_mean_max
+// CHECK: nn.reduce_mean %arg0 [-1] {keep_dims} : tensor<2x?x64xf32>
+// CHECK: return {{.*}} : tensor<2x?x1xf32>, tensor<64xbf16>
+func.func @reduce_mean_max(%x: tensor<2x?x64xf32>, %y: tensor<2x?x64xbf16>)
+    -> (tensor<2x?x1xf32>, tensor<64xbf16>) {
+  %0 = nn.reduce_mean %x [-1] {keep_dims} : tensor<2x?x64xf32>
+  %1 = nn.reduce_max %y [0, 1] : tensor<2x?x64xbf16>
+  return %0, %1 : tensor<2x?x1xf32>, tensor<64xbf16>
+}
+
+// Several dynamic extents come from `dynamic_sizes`.
+// CHECK-LABEL: func.func @reshape_dynamic_sizes
+// CHECK: nn.reshape %arg0[%arg1, %arg2] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
+// CHECK: nn.reshape %arg0[%arg1] : tensor<?x64xf32> -> tensor<?x128xf32>
+func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index)
+    -> (tensor<?x?x4x16xf32>, tensor<?x128xf32>) {
+  %0 = nn.reshape %x [%b, %s] : tensor<?x64xf32> -> tensor<?x?x4x16xf32>
+  %1 = nn.reshape %x [%b] : tensor<?x64xf32> -> tensor<?x128xf32>
+  return %0, %1 : tensor<?x?x4x16xf32>, tensor<?x128xf32>
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor manipulation
+//===----------------------------------------------------------------------===//
+
+// The concatenated extent is the sum, dynamic when any input's is; other
+// extents merge.
+// CHECK-LABEL: func.func @concat
+// CHECK: nn.concat %arg0, %arg1 axis = -1 : tensor<2x?x8xf32>, tensor<?x3x4xf32>
+// CHECK: nn.concat %arg2, %arg2, %arg2 axis = 0 : tensor<?x2xi1>, tensor<?x2xi1>, tensor<?x2xi1>
+// CHECK: nn.concat %arg3 axis = 0 : tensor<3xi64>
+// CHECK: return {{.*}} : tensor<2x3x12xf32>, tensor<?x2xi1>, tensor<3xi64>
+func.func @concat(%a: tensor<2x?x8xf32>, %b: tensor<?x3x4xf32>,
+                  %m: tensor<?x2xi1>, %s: tensor<3xi64>)
+    -> (tensor<2x3x12xf32>, tensor<?x2xi1>, tensor<3xi64>) {
+  %0 = nn.concat %a, %b axis = -1 : tensor<2x?x8xf32>, tensor<?x3x4xf32>
+  %1 = nn.concat %m, %m, %m axis = 0 : tensor<?x2xi1>, tensor<?x2xi1>, tensor<?x2xi1>
+  %2 = nn.concat %s axis = 0 : tensor<3xi64>
+  return %0, %1, %2 : tensor<2x3x12xf32>, tensor<?x2xi1>, tensor<3xi64>
+}
+
+// Static extents follow the ONNX clamping: [0:max:1] is all 2, [1:4) of a
+// dynamic extent is dynamic, [-1 : min : -2] of 8 takes 7, 5, 3, 1;
+// [-1 : -100 : -1] of 4 takes all 4 backwards and [0:6:4] of 6 takes 0, 4;
+// [5:1:1] is empty.
+// CHECK-LABEL: func.func @slice
+// CHECK: nn.slice %arg0 starts = [0, 1, -1] ends = [9223372036854775807, 4, -9223372036854775808] steps = [1, 1, -2] : tensor<2x?x8xf32>
+// CHECK: return {{.*}} : tensor<2x?x4xf32>, tensor<4x2xf16>, tensor<0xi64>
+func.func @slice(%x: tensor<2x?x8xf32>, %h: tensor<4x6xf16>, %s: tensor<8xi64>)
+    -> (tensor<2x?x4xf32>, tensor<4x2xf16>, tensor<0xi64>) {
+  %0 = nn.slice %x starts = [0, 1, -1] ends = [9223372036854775807, 4, -9223372036854775808] steps = [1, 1, -2] : tensor<2x?x8xf32>
+  %1 = nn.slice %h starts = [-1, 0] ends = [-100, 6] steps = [-1, 4] : tensor<4x6xf16>
+  %2 = nn.slice %s starts = [5] ends = [1] steps = [1] : tensor<8xi64>
+  return %0, %1, %2 : tensor<2x?x4xf32>, tensor<4x2xf16>, tensor<0xi64>
+}
+
+// The index shape replaces the gathered dimension; a 0-d index drops it.
+// CHECK-LABEL: func.func @gather
+// CHECK: nn.gather %arg0[%arg1] axis = 1 : tensor<2x?x64xf32>, tensor<?x3xi64>
+// CHECK: nn.gather %arg0[%arg2] axis = -2 : tensor<2x?x64xf32>, tensor<i32>
+// CHECK: return {{.*}} : tensor<2x?x3x64xf32>, tensor<2x64xf32>
+func.func @gather(%x: tensor<2x?x64xf32>, %i: tensor<?x3xi64>, %j: tensor<i32>)
+    -> (tensor<2x?x3x64xf32>, tensor<2x64xf32>) {
+  %0 = nn.gather %x [%i] axis = 1 : tensor<2x?x64xf32>, tensor<?x3xi64>
+  %1 = nn.gather %x [%j] axis = -2 : tensor<2x?x64xf32>, tensor<i32>
+  return %0, %1 : tensor<2x?x3x64xf32>, tensor<2x64xf32>
+}
+
+// CHECK-LABEL: func.func @where_compare
+// CHECK: nn.where %arg0, %arg1, %arg2 : tensor<?x?xi1>, tensor<2x4x?x?xf32>, tensor<f32>
+// CHECK: nn.compare eq %arg3, %arg4 : tensor<?x2xi64>, tensor<i64>
+// CHECK: nn.compare ne %arg1, %arg2 : tensor<2x4x?x?xf32>, tensor<f32>
+// CHECK: return {{.*}} : tensor<2x4x?x?xf32>, tensor<?x2xi1>, tensor<2x4x?x?xi1>
+func.func @where_compare(%c: tensor<?x?xi1>, %s: tensor<2x4x?x?xf32>,
+                         %f: tensor<f32>, %i: tensor<?x2xi64>, %e: tensor<i64>)
+    -> (tensor<2x4x?x?xf32>, tensor<?x2xi1>, tensor<2x4x?x?xi1>) {
+  %0 = nn.where %c, %s, %f : tensor<?x?xi1>, tensor<2x4x?x?xf32>, tensor<f32>
+  %1 = nn.compare eq %i, %e : tensor<?x2xi64>, tensor<i64>
+  %2 = nn.compare ne %s, %f : tensor<2x4x?x?xf32>, tensor<f32>
+  return %0, %1, %2 : tensor<2x4x?x?xf32>, tensor<?x2xi1>, tensor<2x4x?x?xi1>
+}
+
+// CHECK-LABEL: func.func @cast_expand
+// CHECK: nn.cast %arg0 : tensor<?x?xi1> -> tensor<?x?xf32>
+// CHECK: nn.cast %arg1 : tensor<4xf16> -> tensor<4xi64>
+// CHECK: nn.expand %arg1 : tensor<4xf16> -> tensor<3x4xf16>
+// CHECK: nn.expand %arg2[%arg3] : tensor<1x64xbf16> -> tensor<?x64xbf16>
+func.func @cast_expand(%m: tensor<?x?xi1>, %h: tensor<4xf16>,
+                       %row: tensor<1x64xbf16>, %n: index)
+    -> (tensor<?x?xf32>, tensor<4xi64>, tensor<3x4xf16>, tensor<?x64xbf16>) {
+  %0 = nn.cast %m : tensor<?x?xi1> -> tensor<?x?xf32>
+  %1 = nn.cast %h : tensor<4xf16> -> tensor<4xi64>
+  %2 = nn.expand %h : tensor<4xf16> -> tensor<3x4xf16>
+  %3 = nn.expand %row [%n] : tensor<1x64xbf16> -> tensor<?x64xbf16>
+  return %0, %1, %2, %3 : tensor<?x?xf32>, tensor<4xi64>, tensor<3x4xf16>,
+      tensor<?x64xbf16>
+}
+
+// CHECK-LABEL: func.func @topk_iota_trilu
+// CHECK: %{{.*}}, %{{.*}} = nn.topk %arg0 top 2 : tensor<?x8xf32>
+// CHECK: nn.topk %arg0 top 3 {axis = 0 : i64, largest = false} : tensor<?x8xf32>
+// CHECK: nn.iota[%arg1] : tensor<?xi64>
+// CHECK: nn.iota : tensor<5xf16>
+// CHECK: nn.trilu %arg2 {diagonal = -1 : i64, upper} : tensor<3x?x?xi1>
+// CHECK: return {{.*}} : tensor<?x2xf32>, tensor<?x2xi64>, tensor<3x8xf32>, tensor<3x8xi64>, tensor<?xi64>, tensor<5xf16>, tensor<3x?x?xi1>
+func.func @topk_iota_trilu(%p: tensor<?x8xf32>, %n: index, %m: tensor<3x?x?xi1>)
+    -> (tensor<?x2xf32>, tensor<?x2xi64>, tensor<3x8xf32>, tensor<3x8xi64>,
+        tensor<?xi64>, tensor<5xf16>, tensor<3x?x?xi1>) {
+  %v, %i = nn.topk %p top 2 : tensor<?x8xf32>
+  %v2, %i2 = nn.topk %p top 3 {axis = 0 : i64, largest = false} : tensor<?x8xf32>
+  %0 = nn.iota [%n] : tensor<?xi64>
+  %1 = nn.iota : tensor<5xf16>
+  %2 = nn.trilu %m {diagonal = -1 : i64, upper} : tensor<3x?x?xi1>
+  return %v, %i, %v2, %i2, %0, %1, %2 : tensor<?x2xf32>, tensor<?x2xi64>,
+      tensor<3x8xf32>, tensor<3x8xi64>, tensor<?xi64>, tensor<5xf16>,
+      tensor<3x?x?xi1>
+}
