@@ -1,6 +1,7 @@
 //===- DecomposeLayer.cpp - moe.layer -> fine-grained moe ops -------------===//
 
 #include "dialects/MoE/MoEDialect.h"
+#include "passes/GraphBuilders.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -17,20 +18,6 @@ using namespace mlir;
 using namespace moec::moe;
 
 namespace {
-
-/// A [rows-of(rowsLike), cols-of(colsLike)] tensor of zeros, with dynamic
-/// extents read from the two values.
-Value createZeros(OpBuilder &builder, Location loc, Value rowsLike,
-                  Value colsLike, RankedTensorType type) {
-  SmallVector<OpFoldResult> sizes = {
-      tensor::getMixedSize(builder, loc, rowsLike, 0),
-      tensor::getMixedSize(builder, loc, colsLike, 1)};
-  Value empty =
-      tensor::EmptyOp::create(builder, loc, sizes, type.getElementType());
-  Value zero = arith::ConstantOp::create(
-      builder, loc, builder.getZeroAttr(type.getElementType()));
-  return linalg::FillOp::create(builder, loc, zero, empty).getResult(0);
-}
 
 void decompose(LayerOp layer, IRRewriter &rewriter) {
   rewriter.setInsertionPoint(layer);
@@ -96,8 +83,8 @@ void decompose(LayerOp layer, IRRewriter &rewriter) {
                                   layer.getSharedGate(),
                                   layer.getActivationAttr());
   else
-    init = createZeros(rewriter, loc, input, expertRows,
-                       layer.getOutput().getType());
+    init = moec::createZeros(rewriter, loc, input, expertRows,
+                             layer.getOutput().getType());
   // The shared expert may know an extent the routed experts leave dynamic
   // (or the reverse); combine needs its accumulator in the layer's type.
   if (init.getType() != layer.getOutput().getType())

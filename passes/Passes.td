@@ -57,6 +57,88 @@ def MoEDecomposeLayer : Pass<"moe-decompose-layer"> {
   ];
 }
 
+def MoERaiseDecomposed : Pass<"moe-raise-decomposed"> {
+  let summary = "recognise MoE FFNs spelled out in nn ops and rewrite them into moe ops";
+  let description = [{
+    ONNX exporters without an MoE op emit a token-choice MoE FFN as plain
+    ops, which the importer maps one to one onto `nn` ops: a router
+    `nn.linear` + `nn.softmax` + `nn.topk` (optionally renormalised by
+    `nn.div` with `nn.reduce_sum`), then per expert `e` a routing weight
+    `s_e` (the top-k weights where the indices equal `e`, masked with
+    `nn.compare eq` and `nn.where` or `nn.cast` + `nn.mul`, summed with
+    `nn.reduce_sum {keep_dims}`), a dense FFN over every token (`nn.linear`,
+    an activation — relu, gelu, tanh gelu, silu, silu spelled as
+    `h * sigmoid(h)`, or the gated swiglu/geglu with a third linear —,
+    `nn.linear`) and the product `s_e * y_e`; the output is an `nn.add` tree
+    over the experts' terms (in any association, optionally starting from a
+    constant zero).
+
+    The pass replaces the output by `moe.gate` (the router linear),
+    `moe.token_choice softmax` (`normalize` when renormalised), a dropless
+    `moe.dispatch`, `moe.permute`, one `moe.expert_ffn` whose weights and
+    biases are the experts' ones stacked by `nn.concat` into `[E, ...]`
+    tensors, and `moe.combine` into zeros, as `moe-decompose-layer` does;
+    each expert then runs on its own tokens only. Inputs `[..., D]` of rank
+    above 2 are reshaped to `[T, D]` and the output back.
+
+    A structure is rewritten only when it is the whole MoE FFN: every expert
+    `0 .. E-1` (E = the router's output width) exactly once, all reading the
+    same top-k, the same input (the router's) with the same activation and
+    weight shapes, the top-k of the largest values along the last axis of a
+    softmax over the last axis, f32 routing (probabilities rounded to
+    f16/bf16 may tie where the f32 ones of `moe.token_choice` do not). Both
+    top-ks break ties towards the lower expert index. Anything else is left
+    as it is; the rewrite changes results only by the summation order of
+    the expert outputs (and where an unselected expert's output is not
+    finite, which the dense form turns into NaN).
+
+    Example (E = 2, k = 1, relu):
+
+    ```mlir
+    %logits = nn.linear %x, %wr : tensor<?x16xf32>, tensor<16x2xf32>
+    %probs = nn.softmax %logits {axis = 1 : i64} : tensor<?x2xf32>
+    %vals, %idx = nn.topk %probs top 1 {axis = 1 : i64} : tensor<?x2xf32>
+    %zero = arith.constant dense<0.0> : tensor<f32>
+    %c0 = arith.constant dense<0> : tensor<i64>
+    %eq0 = nn.compare eq %idx, %c0 : tensor<?x1xi64>, tensor<i64>
+    %w0 = nn.where %eq0, %vals, %zero : tensor<?x1xi1>, tensor<?x1xf32>, tensor<f32>
+    %s0 = nn.reduce_sum %w0 [1] {keep_dims} : tensor<?x1xf32>
+    %h0 = nn.linear %x, %w1_0 : tensor<?x16xf32>, tensor<16x32xf32>
+    %a0 = nn.relu %h0 : tensor<?x32xf32>
+    %y0 = nn.linear %a0, %w2_0 : tensor<?x32xf32>, tensor<32x16xf32>
+    %t0 = nn.mul %s0, %y0 : tensor<?x1xf32>, tensor<?x16xf32>
+    // ... the same for expert 1 ...
+    %out = nn.add %t0, %t1 : tensor<?x16xf32>, tensor<?x16xf32>
+    ```
+
+    becomes
+
+    ```mlir
+    %logits = moe.gate %x, %wr : tensor<?x16xf32>, tensor<16x2xf32>
+    %w, %idx, %p = moe.token_choice softmax %logits top 1 : tensor<?x2xf32>
+    %rt, %rw, %off = moe.dispatch %idx, %w {num_experts = 2 : i64}
+        : tensor<?x1xi32>, tensor<?x1xf32>
+    %xs = moe.permute %x, %rt : tensor<?x16xf32>, tensor<?xi32>
+    %r0 = nn.reshape %w1_0 : tensor<16x32xf32> -> tensor<1x16x32xf32>
+    %r1 = nn.reshape %w1_1 : tensor<16x32xf32> -> tensor<1x16x32xf32>
+    %fc1 = nn.concat %r0, %r1 axis = 0 : tensor<1x16x32xf32>, tensor<1x16x32xf32>
+    // ... %fc2 likewise from %w2_0 and %w2_1 ...
+    %ys = moe.expert_ffn relu %xs, %off, %fc1, %fc2
+        : tensor<?x16xf32>, tensor<3xi32>, tensor<2x16x32xf32>, tensor<2x32x16xf32>
+    %zeros = ... zeros of tensor<?x16xf32> ...
+    %out = moe.combine %ys, %rt, %rw into %zeros
+        : tensor<?x16xf32>, tensor<?xi32>, tensor<?xf32>, tensor<?x16xf32>
+    ```
+  }];
+  let dependentDialects = [
+    "::moec::moe::MoEDialect",
+    "::moec::nn::NNDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 def MoESpecializeRouting : Pass<"moe-specialize-routing"> {
   let summary = "keep the training or the evaluation routing configuration";
   let description = [{
@@ -266,6 +348,34 @@ def MoECPUTileAndVectorize
     "::mlir::transform::TransformDialect",
     "::mlir::vector::VectorDialect"
   ];
+}
+
+def MoELowerStridedCopies
+    : Pass<"moe-lower-strided-copies", "::mlir::func::FuncOp"> {
+  let summary = "turn memref.copy between strided views into linalg.copy";
+  let description = [{
+    After bufferization, copies into or out of strided views (a slice of the
+    buffer that a concatenation fills, a strided slice) are `memref.copy`
+    ops whose LLVM lowering calls `memrefCopy` from MLIR's C runner
+    utilities, which a `model.so` does not link. This pass rewrites every
+    `memref.copy` with a non-identity layout on either side into a
+    `linalg.copy`, which `convert-linalg-to-loops` lowers to loops; copies
+    between identity layouts stay `memref.copy` (they become `memcpy`).
+
+    Example:
+
+    ```mlir
+    memref.copy %a, %view : memref<?x3xf32> to memref<?x3xf32, strided<[9, 1]>>
+    ```
+
+    becomes
+
+    ```mlir
+    linalg.copy ins(%a : memref<?x3xf32>)
+                outs(%view : memref<?x3xf32, strided<[9, 1]>>)
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
 def MoEOutlineParallelLoops

@@ -40,7 +40,8 @@ struct PhaseInfo {
 // without an LLVM intrinsic (erf) become libm calls.
 const PhaseInfo kPhases[] = {
     {Phase::Import, "import", ""},
-    {Phase::Graph, "graph", "moe-decompose-layer,canonicalize,cse"},
+    {Phase::Graph, "graph",
+     "moe-raise-decomposed,moe-decompose-layer,canonicalize,cse"},
     // Built from the options in addAutodiffPasses.
     {Phase::Autodiff, "autodiff", ""},
     {Phase::Lower, "lower",
@@ -53,7 +54,8 @@ const PhaseInfo kPhases[] = {
      "canonicalize,buffer-deallocation-pipeline,canonicalize"},
     {Phase::Codegen, "codegen",
      "convert-bufferization-to-memref,"
-     "func.func(convert-linalg-to-loops,scf-forall-to-parallel),"
+     "func.func(moe-lower-strided-copies,convert-linalg-to-loops,"
+     "scf-forall-to-parallel),"
      "moe-outline-parallel-loops,"
      "convert-vector-to-scf{full-unroll},lower-affine,canonicalize,cse"},
     {Phase::LLVM, "llvm",

@@ -329,6 +329,13 @@ Value expandFromMatrix(OpBuilder &b, Location loc, Value matrix, Value like) {
   SmallVector<Value> dynamic;
   dispatchIndexOpFoldResults(sizes, dynamic, shape);
   auto type = RankedTensorType::get(shape, rankedType(matrix).getElementType());
+  // expand-strided-metadata (LLVM 22) crashes on a memref.expand_shape group
+  // with two dynamic extents; tensor.reshape is the same view.
+  if (type.getNumDynamicDims() > 1) {
+    Value shapeTensor = tensor::FromElementsOp::create(
+        b, loc, getValueOrCreateConstantIndexOp(b, loc, sizes));
+    return tensor::ReshapeOp::create(b, loc, type, matrix, shapeTensor);
+  }
   return tensor::ExpandShapeOp::create(b, loc, type, matrix,
                                        leadingGroups(rank), sizes);
 }

@@ -205,11 +205,11 @@ const char *safetensorsDtype(int32_t onnxType);
 /// The ONNX name of an element type, for messages.
 std::string onnxTypeName(int32_t onnxType);
 
-/// Replaces each nn.concat of parameters that moe-raise-decomposed built
-/// (the experts' weights, one per expert) by one parameter holding the
+/// Runs moe-raise-decomposed, then replaces each nn.concat of parameters it
+/// built (the experts' weights, one per expert) by one parameter holding the
 /// stacked values, updating `parameters`.
-void stackParameters(mlir::ModuleOp module,
-                     std::vector<ParameterValue> &parameters);
+void raiseDecomposedMoE(mlir::ModuleOp module,
+                        std::vector<ParameterValue> &parameters);
 
 /// Reads a TensorProto's values (raw, typed fields or external data relative
 /// to `modelDirectory`); throws ImportError.

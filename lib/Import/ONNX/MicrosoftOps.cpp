@@ -236,7 +236,15 @@ void MoEImporter::run() {
                     : fusion == 2 ? GateLayout::Concatenated
                                   : GateLayout::Separate;
   } else if (hasFc3) {
-    g.fail("fc3_experts_weights is only used by gated activations (swiglu)");
+    // An fc3 gates the activation, Mixtral style: act(x W1) * (x W3).
+    if (activation == moe::Activation::silu)
+      activation = moe::Activation::swiglu;
+    else if (activation == moe::Activation::gelu_tanh)
+      activation = moe::Activation::geglu_tanh;
+    else
+      g.fail("fc3_experts_weights with activation_type '" + activationName +
+             "' is not supported (silu and gelu can be gated)");
+    gated = true;
   }
 
   Value input = g.input(node, 0);
@@ -331,8 +339,9 @@ void MoEImporter::run() {
   Value fc2Bias = bias(5, std::nullopt);
   Value fc3Bias = shapes.fused ? bias(3, linearHalf) : bias(7, std::nullopt);
 
-  // SwiGLU's parameters; the defaults give the dialect's plain SwiGLU.
-  bool swiglu = activation == moe::Activation::swiglu;
+  // SwiGLU's parameters; the defaults give the dialect's plain SwiGLU (and
+  // onnxruntime's gated silu).
+  bool swiglu = activationName == "swiglu";
   FloatAttr alpha = b.getF32FloatAttr(
       swiglu ? g.floatAttr(node, "activation_alpha", 1.0f) : 1.0f);
   FloatAttr beta = b.getF32FloatAttr(

@@ -238,7 +238,9 @@ moec::importONNXFile(mlir::MLIRContext &context, llvm::StringRef path) {
       initializers[tensor.name()] = readTensor(tensor, directory);
     GraphImporter importer(context, model, std::move(initializers),
                            std::string(directory));
-    return importer.run();
+    ImportedModel imported = importer.run();
+    raiseDecomposedMoE(*imported.module, imported.parameters);
+    return std::move(imported);
   } catch (const ImportError &e) {
     return error(e.what());
   }

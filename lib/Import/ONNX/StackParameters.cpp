@@ -1,17 +1,21 @@
-//===- StackParameters.cpp - One parameter for a stack of parameters ------===//
+//===- StackParameters.cpp - Decomposed MoE FFNs with stacked weights ----===//
 //
 // Exporters without an MoE op give every expert its own weight matrices.
 // moe-raise-decomposed turns such graphs into one grouped expert FFN whose
 // weights are `nn.concat` of the experts' matrices, each reshaped to
 // [1, D, F]. Copying every expert's weights on every call would double the
-// weight traffic of the layer, so the importer, which holds the bytes,
-// replaces such a stack by one parameter holding the stacked values.
+// weight traffic of the layer, so the importer runs the pass itself and,
+// since it holds the bytes, replaces each such stack by one parameter that
+// holds the stacked values.
 //
 //===----------------------------------------------------------------------===//
 
 #include "Importer.h"
 
 #include "dialects/NN/NNDialect.h"
+#include "passes/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
 
 #include "llvm/ADT/BitVector.h"
 
@@ -81,8 +85,8 @@ std::string stackName(llvm::ArrayRef<std::string> names,
 
 } // namespace
 
-void moec::onnx_import::stackParameters(ModuleOp module,
-                                        std::vector<ParameterValue> &params) {
+static void stackParameters(ModuleOp module,
+                            std::vector<ParameterValue> &params) {
   auto function = module.lookupSymbol<func::FuncOp>("forward");
   if (!function)
     return;
@@ -156,4 +160,15 @@ void moec::onnx_import::stackParameters(ModuleOp module,
     if (!dropped[i])
       kept.push_back(std::move(parameter));
   params = std::move(kept);
+}
+
+void moec::onnx_import::raiseDecomposedMoE(
+    ModuleOp module, std::vector<ParameterValue> &parameters) {
+  PassManager pm(module.getContext());
+  pm.addPass(createMoERaiseDecomposed());
+  // The pass only rewrites what it recognises and leaves valid IR otherwise;
+  // a failure here would be an internal error, reported by the pass.
+  if (failed(pm.run(module)))
+    throw ImportError("internal error: moe-raise-decomposed failed");
+  stackParameters(module, parameters);
 }

@@ -762,13 +762,23 @@ void convertGather(GraphImporter &g, const Node &node) {
   Value ids = g.input(node, 1);
   RankedTensorType tableType = tensorType(table);
   bool isEmbedding = g.normalizeAxis(axis, tableType.getRank()) == 0 &&
-                     tableType.getRank() == 2 &&
+                     tableType.getRank() == 2 && tableType.hasStaticShape() &&
                      isa<FloatType>(tableType.getElementType()) &&
                      !g.constantInput(node, 1);
-  if (isEmbedding)
-    return g.setOutput(node, 0,
-                       nn::EmbeddingOp::create(g.builder(), g.loc(), table,
-                                               ids));
+  if (isEmbedding) {
+    // Gather counts negative ids from the end; nn.embedding takes row
+    // numbers, so ids below 0 get the vocabulary size added first.
+    OpBuilder &b = g.builder();
+    Type idType = tensorType(ids).getElementType();
+    Value zero = g.scalarConstant(idType, 0);
+    Value rows = g.scalarConstant(idType, tableType.getDimSize(0));
+    Value negative = nn::CompareOp::create(b, g.loc(),
+                                           nn::ComparePredicate::lt, ids, zero);
+    Value wrapped = nn::WhereOp::create(
+        b, g.loc(), negative, nn::AddOp::create(b, g.loc(), ids, rows), ids);
+    return g.setOutput(
+        node, 0, nn::EmbeddingOp::create(b, g.loc(), table, wrapped));
+  }
   g.setOutput(node, 0,
               nn::GatherOp::create(g.builder(), g.loc(), table, ids, axis));
 }

@@ -99,7 +99,7 @@ def qmoe():
                             name="experts", domain="com.microsoft", k=1,
                             expert_weight_bits=8)
     return model([node], [helper.make_tensor_value_info(n, F, [4, 8])
-                          for n in ("x", "r")],
+                          for n in ("x", "r", "w1", "s1", "w2", "s2")],
                  [helper.make_tensor_value_info("y", F, [4, 8])], [], ms=True)
 
 
