@@ -80,7 +80,8 @@ def MoE_FloatPositive : AttrConstraint<
 def MoE_ScoreFunction : I32EnumAttr<"ScoreFunction",
     "how router logits become probabilities", [
       I32EnumAttrCase<"softmax", 0>,
-      I32EnumAttrCase<"sigmoid", 1>
+      I32EnumAttrCase<"sigmoid", 1>,
+      I32EnumAttrCase<"sparse_mixer", 2>
     ]> {
   let cppNamespace = "::moec::moe";
 }

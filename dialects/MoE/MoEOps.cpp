@@ -191,12 +191,28 @@ void checkSwiGLUParameters(ShapeChecker &check, AdaptorT adaptor) {
 }
 
 /// Checks the token-choice attributes against the experts, which are the
-/// columns of `source` (logits or the router weight), named `name`.
+/// columns of `source` (logits or the router weight), named `name`. `bias`
+/// is the selection bias, named `biasName`.
 void checkTokenChoice(ShapeChecker &check, Value source, StringRef name,
-                      int64_t k, int64_t numGroups, int64_t topkGroups,
-                      float scalingFactor) {
+                      ScoreFunction score, int64_t k, Value bias,
+                      StringRef biasName, bool normalize, int64_t numGroups,
+                      int64_t topkGroups, float scalingFactor) {
   if (k < 1)
     check.fail("'k' must be >= 1, got ", k);
+  // SparseMixer defines two picks and its own weights; nothing else of
+  // token choice applies to it.
+  if (score == ScoreFunction::sparse_mixer) {
+    if (k != 2)
+      check.fail("sparse_mixer routing picks k = 2 experts, got k = ", k);
+    if (bias)
+      check.fail("sparse_mixer routing takes no '", biasName, "'");
+    if (numGroups != 1)
+      check.fail("sparse_mixer routing takes no 'num_groups', got ",
+                 numGroups);
+    if (normalize)
+      check.fail("sparse_mixer routing takes no 'normalize'; its weights are "
+                 "not renormalised");
+  }
   if (numGroups < 1)
     check.fail("'num_groups' must be >= 1, got ", numGroups);
   if (topkGroups < 1 || topkGroups > numGroups)
@@ -314,8 +330,9 @@ LogicalResult TokenChoiceOp::inferReturnTypes(
   checkExpertVector(check, adaptor.getBias(), "bias", experts, element,
                     "logits");
   int64_t k = adaptor.getK();
-  checkTokenChoice(check, logits, "logits", k, adaptor.getNumGroups(),
-                   adaptor.getTopkGroups(),
+  checkTokenChoice(check, logits, "logits", adaptor.getScore(), k,
+                   adaptor.getBias(), "bias", adaptor.getNormalize(),
+                   adaptor.getNumGroups(), adaptor.getTopkGroups(),
                    adaptor.getScalingFactor().convertToFloat());
   if (!check.passed())
     return failure();
@@ -732,7 +749,9 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
       check.fail("token_choice routing needs a static number of experts; "
                  "'router_weight' has shape ",
                  shapeOf(router));
-    checkTokenChoice(check, router, "router_weight", adaptor.getK(),
+    checkTokenChoice(check, router, "router_weight", adaptor.getScore(),
+                     adaptor.getK(), adaptor.getSelectionBias(),
+                     "selection_bias", adaptor.getNormalize(),
                      adaptor.getNumGroups(), adaptor.getTopkGroups(),
                      adaptor.getScalingFactor().convertToFloat());
   } else {
@@ -875,6 +894,8 @@ LogicalResult TokenChoiceGradOp::inferReturnTypes(
   float scaling = adaptor.getScalingFactor().convertToFloat();
   if (!(scaling > 0.0f))
     check.fail("'scaling_factor' must be > 0, got ", scaling);
+  if (adaptor.getScore() == ScoreFunction::sparse_mixer)
+    check.fail("sparse_mixer routing has no gradient");
   if (!check.passed())
     return failure();
   inferred.push_back(ranked(probs));

@@ -80,6 +80,21 @@ def MoE_TokenChoiceOp : MoE_Op<"token_choice",
     Routing is computed in `f32` whatever the logits' type, and results are
     rounded to it at the end.
 
+    `score = sparse_mixer` is the top-2 SparseMixer routing of Phi-3.5-MoE
+    at inference, as onnxruntime's `com.microsoft.MoE` computes it with
+    `use_sparse_mixer = 1`; it needs `k = 2` and takes no `bias`, groups or
+    `normalize`. The experts are the two largest logits `m0 = logits[i0]`,
+    `m1 = logits[i1]` (ties to the lower index), and each weight is a
+    softmax over the experts near its pick, with `eps = 0.01`:
+
+    ```
+    w_j = 1 / sum_{e in S_j} exp(logits[e] - m_j)
+    S_j = {e : m_j - logits[e] <= 2 * eps * max(|logits[e]|, m_j)}, e != i0 for j = 1
+    ```
+
+    times `scaling_factor`; `probs` is `softmax(logits)`. It has no
+    gradient (training uses a different estimator).
+
     Results: `weights` (`[T, k]`, logits' type), `indices` (`[T, k]`, i32)
     and `probs` (`[T, E]`), which the load-balancing loss needs.
 
@@ -91,6 +106,8 @@ def MoE_TokenChoiceOp : MoE_Op<"token_choice",
     %w3, %idx3, %p3 = moe.token_choice sigmoid %logits top 8 bias %b
         {normalize, num_groups = 8 : i64, topk_groups = 4 : i64,
          scaling_factor = 2.5 : f32} : tensor<?x64xf32>, tensor<64xf32>
+    %w4, %idx4, %p4 = moe.token_choice sparse_mixer %logits top 2
+        : tensor<?x16xf32>
     ```
   }];
   let arguments = (ins MoE_FloatTensor:$logits, Optional<MoE_FloatTensor>:$bias,
@@ -319,8 +336,9 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert",
      DeclareOpInterfaceMethods<DifferentiableOpInterface>]> {
   let summary = "dense expert applied to every token, optionally gated";
   let description = [{
-    The FFN of `moe.expert_ffn` with a single expert applied to all tokens
-    `input` (`[T, D]`): `fc1`, `fc3` are `[D, F]` and `fc2` is `[F, D_out]`.
+    The FFN of `moe.expert_ffn` (without SwiGLU parameters) with a single
+    expert applied to all tokens `input` (`[T, D]`): `fc1`, `fc3` are
+    `[D, F]` and `fc2` is `[F, D_out]`.
     Several shared experts (DeepSeek) are one shared expert whose `F` is
     their sum. With `gate` (`[D, 1]`) the output is scaled per token by
     `sigmoid(x @ gate)` (Qwen-MoE).
@@ -566,7 +584,8 @@ def MoE_TokenChoiceGradOp : MoE_Op<"token_choice_grad",
     a `moe.token_choice` with the same `score`, `normalize` and
     `scaling_factor`, and the gradients of its `weights` (`weights_grad`,
     `[T, k]`) and of its `probs` (`probs_grad`, `[T, E]`), at least one of
-    them: the gradient of the logits (`[T, E]`). The selection (bias, groups,
+    them: the gradient of the logits (`[T, E]`). `score` is softmax or
+    sigmoid: sparse_mixer routing has no gradient. The selection (bias, groups,
     top-k) is piecewise constant and passes no gradient:
 
     ```
@@ -689,8 +708,8 @@ def MoE_ExpertFFNGradOp : MoE_Op<"expert_ffn_grad",
     da1 = dh * a3 * act'(a1)   (gated),   dh * act'(a1)   (otherwise)
     da3 = dh * act(a1)
     swiglu with parameters (G, L as in moe.expert_ffn, s = sigmoid(alpha G)):
-    da1 = dh * (L + beta) * s * (1 + alpha G (1 - s))   where a1 <= limit, else 0
-    da3 = dh * G * s                                    where |a3| <= limit, else 0
+    da1 = dh * (L + beta) * s * (1 + alpha G (1 - s))  (0 where a1 > limit)
+    da3 = dh * G * s                                   (0 where |a3| > limit)
     dx = da1 @ fc1[e]^T + da3 @ fc3[e]^T
     fc1_grad[e] = x^T @ da1,  fc3_grad[e] = x^T @ da3,  fc2_grad[e] = h^T @ dy
     bias gradients: column sums of da1, dy, da3 over the segment

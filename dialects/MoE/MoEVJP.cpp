@@ -103,6 +103,12 @@ LogicalResult TokenChoiceOp::buildVJP(OpBuilder &b,
     slots.set(kLogits, splat(b, getLoc(), getLogits(), 0.0));
     return success();
   }
+  // Phi-3.5-MoE trains SparseMixer with its own gradient estimator; the
+  // inference routing that onnxruntime computes has none.
+  if (getScore() == ScoreFunction::sparse_mixer)
+    return emitOpError()
+           << "cannot be differentiated: sparse_mixer routing is inference "
+              "only";
   slots.set(kLogits, TokenChoiceGradOp::create(
                          b, getLoc(), getProbs(), getIndices(), weightsGrad,
                          probsGrad, getScoreAttr(), getNormalizeAttr(),

@@ -303,9 +303,11 @@ Value activateGrad(IB &b, Value z1, const FFNActivation &activation) {
   case moe::Activation::relu:
     return arith::UIToFPOp::create(
         b, b.getF32Type(), cmpF(b, arith::CmpFPredicate::OGT, x, cF32(b, 0.0)));
-  case moe::Activation::relu2:
+  case moe::Activation::relu2: {
     // d/dx relu(x)^2 = 2 relu(x).
-    return mul(cF32(b, 2.0), arith::MaximumFOp::create(b, x, cF32(b, 0.0)));
+    Value positive = arith::MaximumFOp::create(b, x, cF32(b, 0.0));
+    return mul(cF32(b, 2.0), positive);
+  }
   case moe::Activation::identity:
     return one;
   case moe::Activation::silu: {
@@ -316,15 +318,15 @@ Value activateGrad(IB &b, Value z1, const FFNActivation &activation) {
   case moe::Activation::swiglu: {
     // d/dG G s(a G) = s (1 + a G (1 - s)) with s = s(a G), and 0 where
     // G = min(x, limit) is clipped.
-    Value scaled = sigmoidArgument(b, clampedGate(b, x, activation), activation);
+    Value scaled =
+        sigmoidArgument(b, clampedGate(b, x, activation), activation);
     Value s = sigmoid(b, scaled);
     Value slope = mul(s, add(one, mul(scaled, sub(one, s))));
     if (!activation.swigluLimit)
       return slope;
-    return select(b,
-                  cmpF(b, arith::CmpFPredicate::OLE, x,
-                       cF32(b, *activation.swigluLimit)),
-                  slope, cF32(b, 0.0));
+    Value passes = cmpF(b, arith::CmpFPredicate::OLE, x,
+                        cF32(b, *activation.swigluLimit));
+    return select(b, passes, slope, cF32(b, 0.0));
   }
   case moe::Activation::gelu:
   case moe::Activation::geglu: {
@@ -356,10 +358,10 @@ Value activateGrad(IB &b, Value z1, const FFNActivation &activation) {
 Value gatedFactor(IB &b, Value z3, const FFNActivation &activation) {
   Value factor = z3;
   if (activation.swigluLimit) {
-    double limit = *activation.swigluLimit;
+    Value upper = cF32(b, *activation.swigluLimit);
+    Value lower = cF32(b, -*activation.swigluLimit);
     factor = arith::MaximumFOp::create(
-        b, arith::MinimumFOp::create(b, factor, cF32(b, limit)),
-        cF32(b, -limit));
+        b, arith::MinimumFOp::create(b, factor, upper), lower);
   }
   if (activation.swigluBeta != 0.0)
     factor = arith::AddFOp::create(b, factor, cF32(b, activation.swigluBeta));
@@ -370,7 +372,8 @@ Value gatedFactorGrad(IB &b, Value z3, Value factorGrad,
                       const FFNActivation &activation) {
   if (!activation.swigluLimit)
     return factorGrad;
-  Value inside = cmpF(b, arith::CmpFPredicate::OLE, math::AbsFOp::create(b, z3),
+  Value magnitude = math::AbsFOp::create(b, z3);
+  Value inside = cmpF(b, arith::CmpFPredicate::OLE, magnitude,
                       cF32(b, *activation.swigluLimit));
   return select(b, inside, factorGrad, cF32(b, 0.0));
 }

@@ -173,6 +173,40 @@ selectRanked(IB &b, Value count, Value numPicks,
   return {pick[0], pick[1]};
 }
 
+/// The SparseMixer weight of token t's pick j, expert `pick` (see
+/// moe.token_choice), from the f32 `logits`: 1 / sum over the experts e
+/// whose logit is within a relative 2 * eps of the pick's, m - x_e <=
+/// 2 eps max(|x_e|, m), of exp(x_e - m); the second pick leaves out the
+/// first (`indices[t, 0]`). The comparison is the negation of onnxruntime's
+/// mask (m - x_e > 2 eps max(|x_e|, m)), in the same f32 arithmetic.
+Value sparseMixerWeight(IB &b, Value logits, Value indices, Value t, Value j,
+                        Value pick) {
+  // Phi-3.5-MoE's router jitter, which onnxruntime's kernel fixes.
+  constexpr float kEps = 0.01f;
+  Value m = extract(b, logits, {t, pick});
+  Value first = toIndex(b, extract(b, indices, {t, cIdx(b, 0)}));
+  Value firstPick = cmpI(b, CmpIPredicate::eq, j, cIdx(b, 0));
+  Value sum = forLoop1(
+      b, cIdx(b, 0), dim(b, logits, 1), cF32(b, 0.0),
+      [&](IB &sb, Value e, ValueRange it) {
+        Value x = extract(sb, logits, {t, e});
+        Value factor =
+            arith::MaximumFOp::create(sb, math::AbsFOp::create(sb, x), m);
+        Value gap = arith::SubFOp::create(sb, m, x);
+        Value window =
+            arith::MulFOp::create(sb, cF32(sb, 2.0f * kEps), factor);
+        Value near = cmpF(sb, CmpFPredicate::ULE, gap, window);
+        Value counted = andI(
+            sb, near,
+            orI(sb, firstPick, cmpI(sb, CmpIPredicate::ne, e, first)));
+        Value term = math::ExpOp::create(sb, arith::SubFOp::create(sb, x, m));
+        return SmallVector<Value>{
+            select(sb, counted, arith::AddFOp::create(sb, it[0], term),
+                   it[0])};
+      });
+  return arith::DivFOp::create(b, cF32(b, 1.0), sum);
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -319,19 +353,28 @@ SmallVector<Value> lowerTokenChoice(IB &b, moe::TokenChoiceOp op) {
   Value kk = cIdx(b, k);
   RankedTensorType f32Type = withElement(logitsType, b.getF32Type());
 
-  // 1. Probabilities in f32.
+  bool sparseMixer = op.getScore() == moe::ScoreFunction::sparse_mixer;
+
+  // 1. Probabilities in f32 (softmax for sparse_mixer too).
   Value probs;
-  if (op.getScore() == moe::ScoreFunction::softmax) {
-    probs = softmaxF32(b, logits);
-  } else {
+  if (op.getScore() == moe::ScoreFunction::sigmoid) {
     probs = elementwise(b, empty(b, f32Type, {tokens, experts}), {logits},
                         [&](IB &nb, ValueRange args) {
                           return sigmoid(nb, toF32(nb, args[0]));
                         });
+  } else {
+    probs = softmaxF32(b, logits);
   }
 
-  // 2. Selection scores.
+  // 2. Selection scores; SparseMixer ranks the logits themselves.
   Value selection = probs;
+  if (sparseMixer)
+    selection = element.isF32()
+                    ? logits
+                    : elementwise(b, empty(b, f32Type, {tokens, experts}),
+                                  {logits}, [&](IB &nb, ValueRange args) {
+                                    return toF32(nb, args[0]);
+                                  });
   if (bias)
     selection = generic(
         b, empty(b, f32Type, {tokens, experts}), {probs, bias},
@@ -432,7 +475,10 @@ SmallVector<Value> lowerTokenChoice(IB &b, moe::TokenChoiceOp op) {
               Value e = toIndex(jb, extract(jb, indices, {t, j}));
               Value safe = select(
                   jb, cmpI(jb, CmpIPredicate::ult, e, experts), e, zero);
-              Value w = extract(jb, probs, {t, safe});
+              Value w =
+                  sparseMixer
+                      ? sparseMixerWeight(jb, selection, indices, t, j, safe)
+                      : extract(jb, probs, {t, safe});
               if (normalize)
                 w = arith::DivFOp::create(jb, w, sum);
               if (scaling != 1.0f)

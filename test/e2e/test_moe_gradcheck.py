@@ -67,6 +67,17 @@ LAYERS = {
         "{k = 2 : i64, normalize, num_groups = 2 : i64, topk_groups = 1 : i64,"
         " scaling_factor = 2.5 : f32}", "silu", ("selection_bias", "gate")),
     "expert_choice": ("{capacity_factor = 1.5 : f64}", "gelu", ()),
+    # onnxruntime's com.microsoft.MoE: gpt-oss's SwiGLU with a limit that
+    # clips part of both projections (30% of the routed gate and 54% of the
+    # linear pre-activations, none within 0.014 of the limit), GEGLU with the
+    # tanh GELU, squared ReLU.
+    "gpt_oss_swiglu_limit": (
+        "{k = 2 : i64, normalize, swiglu_alpha = 1.702 : f32,"
+        " swiglu_beta = 1.0 : f32, swiglu_limit = 0.6 : f32}", "swiglu",
+        ("router_bias", "expert_biases")),
+    "geglu_tanh_shared": ("{k = 2 : i64, normalize}", "geglu_tanh",
+                          ("shared",)),
+    "relu2": ("{k = 1 : i64}", "relu2", ("expert_biases",)),
 }
 
 
@@ -75,7 +86,7 @@ LAYERS = {
 def test_layer(compile_model, numerics_report, name, loss):
     attrs, activation, extras = LAYERS[name]
     T, D, E, F = 6, 5, 4, 7
-    gated = activation in ("swiglu", "geglu")
+    gated = activation in ("swiglu", "geglu", "geglu_tanh")
     routing = "expert_choice" if name == "expert_choice" else "token_choice"
     score = " score sigmoid" if "sigmoid" in name else ""
     rng = np.random.default_rng(12)

@@ -204,7 +204,8 @@ def ffn_operands(rng, activation, biases, E, D, F, Dout, element="f32"):
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh", "silu",
-                                        "swiglu", "geglu"])
+                                        "swiglu", "geglu", "identity", "relu2",
+                                        "geglu_tanh"])
 @pytest.mark.parametrize("biases", [False, True])
 def test_expert_ffn_grad(compile_model, numerics_report, activation, biases):
     E, D, F, Dout = 4, 9, 14, 7
@@ -240,6 +241,57 @@ def test_expert_ffn_grad(compile_model, numerics_report, activation, biases):
             for n in names:
                 check(numerics_report, "moe.expert_ffn_grad " + n,
                       out["d_" + n], expected[n], tol)
+
+
+@pytest.mark.parametrize("element", ["f32", "f16"])
+@pytest.mark.parametrize("name", sorted(ops.SWIGLU_PARAMETERS))
+def test_expert_ffn_grad_swiglu_parameters(compile_model, numerics_report,
+                                           name, element):
+    """SwiGLU with alpha, beta and a limit that clips part of both
+    projections; the clamp passes no gradient where it clips."""
+    params = ops.SWIGLU_PARAMETERS[name]
+    E, D, F, Dout = 3, 11, 14, 5
+    rng = np.random.default_rng(0)
+    weights, text, _ = ffn_operands(rng, "swiglu", True, E, D, F, Dout,
+                                    element)
+    names = [n for n, _ in weights]
+    t = lambda shape: ttype(shape, element)  # noqa: E731
+    xt, ot = t([None, D]), ttype([E + 1], "i32")
+    results = [("dx", xt)] + [("d_" + n, ty) for n, ty in weights]
+    op = "  %%dx, %s = moe.expert_ffn_grad swiglu %%dy, %%xs, %%off, %%fc1, " \
+         "%%fc2%s %s : %s, %s, %s, %s, %s" % (
+             ", ".join("%d_" + n for n in names), text,
+             ops.swiglu_attrs(params), t([None, Dout]), xt, ot,
+             weights[0][1], weights[1][1])
+    model = compile_model(entry(
+        [("dy", t([None, Dout])), ("xs", xt), ("off", ot)] + weights,
+        results, op))
+    tol = F16 if element == "f16" else F32
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        for R in (1, 8, 37):
+            _, off = ops.random_plan(rng, 1, E, R,
+                                     empty_experts=(seed % E,))
+            _, _, values = ffn_operands(rng, "swiglu", True, E, D, F, Dout)
+            inputs = {"dy": normal(rng, (R, Dout)), "xs": normal(rng, (R, D)),
+                      **values}
+            if element == "f16":
+                inputs = {k: ref.to_float16(v).astype(np.float16)
+                          for k, v in inputs.items()}
+            inputs["off"] = off
+            out = run(model, **inputs)
+            grad_inputs = {k: v for k, v in inputs.items()
+                           if k not in ("dy", "xs", "off")}
+            expected = g.expert_ffn_grad(inputs["dy"], inputs["xs"], off,
+                                         activation="swiglu", **grad_inputs,
+                                         **params)
+            assert not out["dx"][off[E]:].astype(np.float32).any()
+            key = "moe.expert_ffn_grad swiglu %s %s" % (name, element)
+            check(numerics_report, key + " input", out["dx"],
+                  expected["input"], tol)
+            for n in names:
+                check(numerics_report, key + " " + n, out["d_" + n],
+                      expected[n], tol)
 
 
 def test_expert_ffn_grad_frozen_experts(compile_model, numerics_report):
@@ -304,7 +356,8 @@ def test_expert_ffn_grad_f16(compile_model, numerics_report):
                   expected[key], F16)
 
 
-@pytest.mark.parametrize("activation", ["silu", "swiglu"])
+@pytest.mark.parametrize("activation", ["silu", "swiglu", "relu2",
+                                        "identity", "geglu_tanh"])
 @pytest.mark.parametrize("gate", [False, True])
 def test_shared_expert_grad(compile_model, numerics_report, activation, gate):
     D, F, Dout = 10, 12, 6

@@ -337,6 +337,48 @@ def test_token_choice_f16(compile_model, numerics_report):
         assert out["w"].dtype == np.float16
 
 
+def sparse_mixer_logits(rng, T, E):
+    """Logits where two other experts of each token lie within 5% of its
+    best and of its second best logit, so that SparseMixer's softmaxes often
+    have several members; rows of either sign."""
+    logits = normal(rng, (T, E), 2.0)
+    for t in range(T):
+        order = np.argsort(-logits[t])
+        for rank in (0, 1):
+            top = logits[t, order[rank]]
+            for e in rng.choice(order[2:], min(2, E - 2), replace=False):
+                logits[t, e] = top - abs(top) * rng.uniform(0.0, 0.05) - 1e-3
+    return logits
+
+
+@pytest.mark.parametrize("element", ["f32", "f16"])
+@pytest.mark.parametrize("E", [8, 16, 5])
+def test_token_choice_sparse_mixer(compile_model, numerics_report, E,
+                                   element):
+    """Phi-3.5-MoE's SparseMixer top-2 against the reference written from
+    onnxruntime's CUDA kernel (onnxruntime's CPU MoE ignores
+    use_sparse_mixer)."""
+    attrs = {"scaling_factor": 0.75} if E == 5 else {}
+    model = token_choice_model(compile_model, E, 2, "sparse_mixer", False,
+                               attrs, element=element)
+    dtype = np.float16 if element == "f16" else np.float32
+    shared = 0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        for T in TOKENS:
+            logits = sparse_mixer_logits(rng, T, E)
+            if element == "f16":
+                logits = ref.to_float16(logits)
+            out = run_token_choice(
+                numerics_report, model, E, 2, "sparse_mixer", False, attrs,
+                logits, None, "moe.token_choice sparse_mixer " + element,
+                tol=F16 if element == "f16" else F32, element=dtype)
+            shared += int((out["w"].astype(np.float32) <
+                           0.9 * attrs.get("scaling_factor", 1.0)).sum())
+    # Many picks share their softmax with other experts.
+    assert shared > 100
+
+
 # ---------------------------------------------------------------------------
 # moe.expert_choice
 # ---------------------------------------------------------------------------
@@ -538,8 +580,9 @@ def test_permute(compile_model, numerics_report):
                   ref.moe_permute(x, rt), 0.0)
 
 
-ACTIVATIONS = ["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu"]
-GATED = ("swiglu", "geglu")
+ACTIVATIONS = ["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu",
+               "identity", "relu2", "geglu_tanh"]
+GATED = ("swiglu", "geglu", "geglu_tanh")
 
 
 def ffn_tolerance(activation):
@@ -621,6 +664,71 @@ def test_expert_ffn_f16(compile_model, numerics_report):
                                       inputs["fc2"], "swiglu", inputs["fc3"])
         close(numerics_report, "moe.expert_ffn f16", out, expected, F16,
               "normwise")
+
+
+# SwiGLU's parameters as onnxruntime's com.microsoft.MoE has them; the limits
+# clip part of both projections of these inputs.
+SWIGLU_PARAMETERS = {
+    "gpt_oss": {"swiglu_alpha": 1.702, "swiglu_beta": 1.0,
+                "swiglu_limit": 0.7},
+    "limit": {"swiglu_limit": 0.4},
+    "alpha_beta": {"swiglu_alpha": 0.75, "swiglu_beta": -0.5},
+}
+
+
+def swiglu_attrs(params):
+    return "{%s}" % ", ".join("%s = %r : f32" % kv
+                              for kv in sorted(params.items()))
+
+
+@pytest.mark.parametrize("element", ["f32", "f16"])
+@pytest.mark.parametrize("name", sorted(SWIGLU_PARAMETERS))
+def test_expert_ffn_swiglu_parameters(compile_model, numerics_report, name,
+                                      element):
+    params = SWIGLU_PARAMETERS[name]
+    E, D, F, Dout = 3, 13, 18, 7
+    t = lambda shape: ttype(shape, element)  # noqa: E731
+    ot = ttype([E + 1], "i32")
+    op = ("  %%ys = moe.expert_ffn swiglu %%xs, %%off, %%fc1, %%fc2 fc3 %%fc3"
+          " : %s fc1_bias %%b1 : %s fc3_bias %%b3 : %s %s : %s, %s, %s, %s" % (
+              t([E, D, F]), t([E, F]), t([E, F]), swiglu_attrs(params),
+              t([None, D]), ot, t([E, D, F]), t([E, F, Dout])))
+    model = compile_model(entry(
+        [("xs", t([None, D])), ("off", ot), ("fc1", t([E, D, F])),
+         ("fc2", t([E, F, Dout])), ("fc3", t([E, D, F])), ("b1", t([E, F])),
+         ("b3", t([E, F]))], [("ys", t([None, Dout]))], op))
+    limit = params.get("swiglu_limit")
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        for R in (1, 7, 33, 257):
+            _, off = random_plan(rng, 1, E, R, empty_experts=(seed % E,))
+            inputs = {"xs": normal(rng, (R, D)), "off": off,
+                      "fc1": normal(rng, (E, D, F), 0.3),
+                      "fc2": normal(rng, (E, F, Dout), 0.3),
+                      "fc3": normal(rng, (E, D, F), 0.3),
+                      "b1": normal(rng, (E, F), 0.3),
+                      "b3": normal(rng, (E, F), 0.3)}
+            if element == "f16":
+                inputs = {k: (ref.to_float16(v).astype(np.float16)
+                              if v.dtype == np.float32 else v)
+                          for k, v in inputs.items()}
+            out = run(model, **inputs)["ys"]
+            assert out.dtype == np.dtype(np.float16 if element == "f16"
+                                         else np.float32)
+            expected = ref.moe_expert_ffn(
+                inputs["xs"], off, inputs["fc1"], inputs["fc2"], "swiglu",
+                inputs["fc3"], inputs["b1"], None, inputs["b3"], **params)
+            if limit is not None and R > 30:
+                free = ref.moe_expert_ffn(
+                    inputs["xs"], off, inputs["fc1"], inputs["fc2"], "swiglu",
+                    inputs["fc3"], inputs["b1"], None, inputs["b3"],
+                    swiglu_alpha=params.get("swiglu_alpha", 1.0),
+                    swiglu_beta=params.get("swiglu_beta", 0.0))
+                assert np.abs(free - expected).max() > 1e-2, "limit unused"
+            assert not out[off[E]:].astype(np.float32).any()
+            close(numerics_report,
+                  "moe.expert_ffn swiglu %s %s" % (name, element), out,
+                  expected, F16 if element == "f16" else F32, "normwise")
 
 
 def test_combine(compile_model, numerics_report):
@@ -838,6 +946,19 @@ LAYERS = {
     "capacity_top2_geglu": ("token_choice", "geglu", 8, 2,
                             {"expert_biases": True},
                             {"capacity_factor": 0.75}),
+    # gpt-oss as onnxruntime's com.microsoft.MoE describes it.
+    "gpt_oss_swiglu": ("token_choice", "swiglu", 8, 4,
+                       {"router_bias": True, "expert_biases": True},
+                       {"normalize": True, "swiglu_alpha": 1.702,
+                        "swiglu_beta": 1.0, "swiglu_limit": 0.9}),
+    "phi_geglu_tanh": ("token_choice", "geglu_tanh", 4, 2, {"shared": True},
+                       {"normalize": True}),
+    "relu2_capacity": ("token_choice", "relu2", 6, 2,
+                       {"expert_biases": True}, {"capacity_factor": 1.0}),
+    "identity": ("token_choice", "identity", 4, 1, {}, {}),
+    # Phi-3.5-MoE: SparseMixer top-2 of 16 SwiGLU experts.
+    "phi_sparse_mixer": ("token_choice", "swiglu", 16, 2, {},
+                         {"score": "sparse_mixer"}),
 }
 
 
@@ -951,7 +1072,8 @@ def test_layer(compile_model, numerics_report, name):
                                                         options["jitter"])
             for key in ("score", "normalize", "num_groups", "topk_groups",
                         "scaling_factor", "capacity_factor",
-                        "batch_prioritized"):
+                        "batch_prioritized", "swiglu_alpha", "swiglu_beta",
+                        "swiglu_limit"):
                 if key in attrs:
                     kwargs[key] = attrs[key]
             if routing == "token_choice":

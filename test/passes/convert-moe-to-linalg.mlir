@@ -98,6 +98,44 @@ func.func @token_choice(%l: tensor<?x8xf32>, %b: tensor<8xf32>)
 
 // -----
 
+// SparseMixer: the picks rank the logits themselves; each weight is one over
+// a sum of exp(x - m) over the experts within 2% of the pick's logit m
+// (m - x <= 0.02 max(|x|, m)), without the first pick for the second.
+
+// CHECK-LABEL: func.func @token_choice_sparse_mixer
+// CHECK-SAME: (%[[L:.*]]: tensor<?x16xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[L]] : tensor<?x16xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[L]], %{{.*}} : tensor<?x16xf32>, tensor<?xf32>)
+// CHECK: %[[PROBS:.*]] = linalg.generic {{.*}} ins(%[[L]], %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<?xf32>, tensor<?xf32>)
+// CHECK: math.exp
+// CHECK: %[[RES:.*]]:2 = scf.for {{.*}} -> (tensor<?x2xf32>, tensor<?x2xi32>)
+// CHECK: scf.for {{.*}} -> (tensor<?x2xi32>, f32, index, f32)
+// CHECK: scf.for {{.*}} -> (f32, index)
+// CHECK: tensor.extract %[[L]]
+// CHECK: scf.for {{.*}} -> (tensor<?x2xf32>)
+// CHECK: %[[M:.*]] = tensor.extract %[[L]]
+// CHECK: %[[FIRST:.*]] = tensor.extract %{{.*}} : tensor<?x2xi32>
+// CHECK: %[[SUM:.*]] = scf.for {{.*}} -> (f32)
+// CHECK: %[[X:.*]] = tensor.extract %[[L]]
+// CHECK: %[[ABS:.*]] = math.absf %[[X]]
+// CHECK: %[[FACTOR:.*]] = arith.maximumf %[[ABS]], %[[M]]
+// CHECK: %[[GAP:.*]] = arith.subf %[[M]], %[[X]]
+// CHECK: %[[WINDOW:.*]] = arith.mulf %{{.*}}, %[[FACTOR]]
+// CHECK: arith.cmpf ule, %[[GAP]], %[[WINDOW]]
+// CHECK: %[[D:.*]] = arith.subf %[[X]], %[[M]]
+// CHECK: math.exp %[[D]]
+// CHECK: arith.select
+// CHECK: arith.divf %{{.*}}, %[[SUM]]
+// CHECK: tensor.insert %{{.*}} : tensor<?x2xf32>
+// CHECK: return %[[RES]]#0, %[[RES]]#1, %[[PROBS]]
+func.func @token_choice_sparse_mixer(%l: tensor<?x16xf32>)
+    -> (tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x16xf32>) {
+  %w, %i, %p = moe.token_choice sparse_mixer %l top 2 : tensor<?x16xf32>
+  return %w, %i, %p : tensor<?x2xf32>, tensor<?x2xi32>, tensor<?x16xf32>
+}
+
+// -----
+
 // moe.expert_choice: softmax, C = min(T, ceil(2 T / 8)) computed in f64 for
 // a dynamic T, offsets e * C, then per expert a stable LSD radix sort of the
 // tokens (four 8-bit passes: histogram, prefix sum, scatter) and the chosen
@@ -236,6 +274,130 @@ func.func @expert_ffn(%xs: tensor<?x16xf32>, %off: tensor<5xi32>,
       fc2_bias %b2 : tensor<4x16xf32>
       : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
   return %ys : tensor<?x16xf32>
+}
+
+// -----
+
+// SwiGLU with parameters: the gate projection G = min(g, 7) goes through
+// G * sigmoid(1.5 * G), the linear one is clamped to [-7, 7] and shifted by
+// beta = 1 before the product.
+
+// CHECK-LABEL: func.func @expert_ffn_swiglu_parameters
+// CHECK: %[[H1:.*]] = linalg.matmul
+// CHECK: %[[H3:.*]] = linalg.matmul
+// CHECK: linalg.generic {{.*}} ins(%[[H1]], %[[H3]] : tensor<?x32xf32>, tensor<?x32xf32>)
+// CHECK-NEXT: ^bb0(%[[G:.*]]: f32, %[[L:.*]]: f32, %{{.*}}: f32):
+// CHECK: %[[LIMIT:.*]] = arith.constant 7.000000e+00 : f32
+// CHECK: %[[GC:.*]] = arith.minimumf %[[G]], %[[LIMIT]] : f32
+// CHECK: %[[ALPHA:.*]] = arith.constant 1.500000e+00 : f32
+// CHECK: %[[AG:.*]] = arith.mulf %[[ALPHA]], %[[GC]] : f32
+// CHECK: %[[NEG:.*]] = arith.negf %[[AG]] : f32
+// CHECK: math.exp %[[NEG]]
+// CHECK: %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// CHECK: %[[S:.*]] = arith.divf %[[ONE]]
+// CHECK: %[[ACT:.*]] = arith.mulf %[[GC]], %[[S]] : f32
+// CHECK: %[[NEG_LIMIT:.*]] = arith.constant -7.000000e+00 : f32
+// CHECK: %[[LMIN:.*]] = arith.minimumf %[[L]], %[[LIMIT]] : f32
+// CHECK: %[[LC:.*]] = arith.maximumf %[[LMIN]], %[[NEG_LIMIT]] : f32
+// CHECK: %[[LB:.*]] = arith.addf %[[LC]], %[[ONE]] : f32
+// CHECK: %[[H:.*]] = arith.mulf %[[ACT]], %[[LB]] : f32
+// CHECK: linalg.yield %[[H]]
+func.func @expert_ffn_swiglu_parameters(
+    %xs: tensor<?x16xf32>, %off: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+    %w2: tensor<4x32x16xf32>, %w3: tensor<4x16x32xf32>) -> tensor<?x16xf32> {
+  %ys = moe.expert_ffn swiglu %xs, %off, %w1, %w2 fc3 %w3 : tensor<4x16x32xf32>
+      {swiglu_alpha = 1.5 : f32, swiglu_beta = 1.0 : f32,
+       swiglu_limit = 7.0 : f32}
+      : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>,
+        tensor<4x32x16xf32>
+  return %ys : tensor<?x16xf32>
+}
+
+// -----
+
+// The backward of SwiGLU with parameters: the gradient of the gate
+// projection is dh * (L + beta) * s (1 + alpha G (1 - s)), zero where g is
+// clipped (g > limit); that of the linear projection is dh * G s, zero where
+// |l| > limit.
+
+// CHECK-LABEL: func.func @expert_ffn_grad_swiglu_parameters
+// CHECK: %[[A1:.*]] = linalg.matmul
+// CHECK: %[[A3:.*]] = linalg.matmul
+// CHECK: %[[DH:.*]] = linalg.matmul
+// CHECK: linalg.generic {{.*}} ins(%[[A1]], %[[A3]], %[[DH]] : tensor<?x32xf32>, tensor<?x32xf32>, tensor<?x32xf32>)
+// CHECK-NEXT: ^bb0(%[[G:.*]]: f32, %[[L:.*]]: f32, %[[D:.*]]: f32, %{{.*}}: f32):
+// CHECK: %[[GC:.*]] = arith.minimumf %[[G]]
+// CHECK: %[[AG:.*]] = arith.mulf %{{.*}}, %[[GC]] : f32
+// CHECK: %[[T:.*]] = arith.mulf %[[AG]], %{{.*}} : f32
+// CHECK: %[[U:.*]] = arith.addf %{{.*}}, %[[T]] : f32
+// CHECK: %[[SLOPE:.*]] = arith.mulf %{{.*}}, %[[U]] : f32
+// CHECK: %[[KEEP:.*]] = arith.cmpf ole, %[[G]], %{{.*}} : f32
+// CHECK: %[[DG:.*]] = arith.select %[[KEEP]], %[[SLOPE]], %{{.*}} : f32
+// CHECK: %[[DA:.*]] = arith.mulf %[[D]], %[[DG]] : f32
+// CHECK: arith.minimumf %[[L]]
+// CHECK: %[[LC:.*]] = arith.maximumf
+// CHECK: %[[LB:.*]] = arith.addf %[[LC]]
+// CHECK: %[[DA1:.*]] = arith.mulf %[[DA]], %[[LB]] : f32
+// CHECK: linalg.yield %[[DA1]]
+// CHECK: linalg.generic {{.*}} ins(%[[A1]], %[[A3]], %[[DH]] : tensor<?x32xf32>, tensor<?x32xf32>, tensor<?x32xf32>)
+// CHECK-NEXT: ^bb0(%[[G3:.*]]: f32, %[[L3:.*]]: f32, %[[D3:.*]]: f32, %{{.*}}: f32):
+// CHECK: %[[S3:.*]] = arith.divf
+// CHECK: %[[ACT:.*]] = arith.mulf %{{.*}}, %[[S3]] : f32
+// CHECK: %[[DF:.*]] = arith.mulf %[[D3]], %[[ACT]] : f32
+// CHECK: %[[ABS:.*]] = math.absf %[[L3]] : f32
+// CHECK: %[[IN:.*]] = arith.cmpf ole, %[[ABS]], %{{.*}} : f32
+// CHECK: %[[DA3:.*]] = arith.select %[[IN]], %[[DF]], %{{.*}} : f32
+// CHECK: linalg.yield %[[DA3]]
+func.func @expert_ffn_grad_swiglu_parameters(
+    %dy: tensor<?x16xf32>, %xs: tensor<?x16xf32>, %off: tensor<5xi32>,
+    %w1: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>,
+    %w3: tensor<4x16x32xf32>) -> (tensor<4x16x32xf32>, tensor<4x16x32xf32>) {
+  %dx, %d1, %d2, %d3 = moe.expert_ffn_grad swiglu %dy, %xs, %off, %w1, %w2
+      fc3 %w3 : tensor<4x16x32xf32>
+      {swiglu_alpha = 1.5 : f32, swiglu_beta = 1.0 : f32,
+       swiglu_limit = 7.0 : f32}
+      : tensor<?x16xf32>, tensor<?x16xf32>, tensor<5xi32>,
+        tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %d1, %d3 : tensor<4x16x32xf32>, tensor<4x16x32xf32>
+}
+
+// -----
+
+// relu2 squares the ReLU; identity leaves the projection as it is (no
+// activation generic between the two matmuls); geglu_tanh is the tanh GELU
+// of the gate projection times the linear one.
+
+// CHECK-LABEL: func.func @expert_ffn_onnx_activations
+// CHECK: %[[R:.*]] = linalg.matmul
+// CHECK: linalg.generic {{.*}} ins(%[[R]] : tensor<?x32xf32>)
+// CHECK: %[[POS:.*]] = arith.maximumf
+// CHECK: %[[SQ:.*]] = arith.mulf %[[POS]], %[[POS]] : f32
+// CHECK: linalg.yield %[[SQ]]
+// CHECK: linalg.matmul
+// CHECK: %[[I:.*]] = linalg.matmul
+// CHECK: linalg.generic {{.*}} ins(%[[I]] : tensor<?x32xf32>)
+// CHECK-NEXT: ^bb0(%[[V:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT: linalg.yield %[[V]]
+// CHECK: linalg.matmul
+// CHECK: linalg.matmul
+// CHECK: linalg.generic
+// CHECK: math.tanh
+// CHECK: linalg.yield
+func.func @expert_ffn_onnx_activations(
+    %xs: tensor<?x16xf32>, %off: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+    %w2: tensor<4x32x16xf32>, %w3: tensor<4x16x32xf32>)
+    -> (tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xf32>) {
+  %a = moe.expert_ffn relu2 %xs, %off, %w1, %w2
+      : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>,
+        tensor<4x32x16xf32>
+  %b = moe.expert_ffn identity %xs, %off, %w1, %w2
+      : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>,
+        tensor<4x32x16xf32>
+  %c = moe.expert_ffn geglu_tanh %xs, %off, %w1, %w2 fc3 %w3
+      : tensor<4x16x32xf32>
+      : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>,
+        tensor<4x32x16xf32>
+  return %a, %b, %c : tensor<?x16xf32>, tensor<?x16xf32>, tensor<?x16xf32>
 }
 
 // -----

@@ -157,3 +157,23 @@ func.func @eval_capacity_expert_choice(%x: tensor<?x16xf32>,
       {capacity_factor = 1.0 : f64, eval_capacity_factor = 1.5 : f64}
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// gpt-oss through onnxruntime's com.microsoft.MoE: the SwiGLU parameters
+// reach moe.expert_ffn.
+
+// CHECK-LABEL: func.func @swiglu_parameters
+// CHECK: moe.expert_ffn swiglu %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} fc3 %{{.*}} : tensor<4x16x32xf32> {swiglu_alpha = 1.702000e+00 : f32, swiglu_beta = 1.000000e+00 : f32, swiglu_limit = 7.000000e+00 : f32}
+func.func @swiglu_parameters(%x: tensor<?x16xf32>, %wg: tensor<16x4xf32>,
+                             %w1: tensor<4x16x32xf32>,
+                             %w2: tensor<4x32x16xf32>,
+                             %w3: tensor<4x16x32xf32>) -> tensor<?x16xf32> {
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<?x16xf32>
+      router %wg : tensor<16x4xf32>
+      experts swiglu %w1 : tensor<4x16x32xf32>, %w2 : tensor<4x32x16xf32>
+      fc3 %w3 : tensor<4x16x32xf32>
+      {k = 2 : i64, normalize, swiglu_alpha = 1.702 : f32,
+       swiglu_beta = 1.0 : f32, swiglu_limit = 7.0 : f32}
+  return %y : tensor<?x16xf32>
+}

@@ -51,11 +51,15 @@ def _erf(x):
 def act(z, activation):
     if activation == "relu":
         return np.maximum(z, 0.0)
+    if activation == "relu2":
+        return np.maximum(z, 0.0) ** 2
+    if activation == "identity":
+        return z
     if activation in ("silu", "swiglu"):
         return z * sigmoid(z)
     if activation in ("gelu", "geglu"):
         return 0.5 * z * (1.0 + _erf(z / np.sqrt(2.0)))
-    if activation == "gelu_tanh":
+    if activation in ("gelu_tanh", "geglu_tanh"):
         c = np.sqrt(2.0 / np.pi)
         return 0.5 * z * (1.0 + np.tanh(c * (z + 0.044715 * z ** 3)))
     raise ValueError(activation)
@@ -65,20 +69,47 @@ def act_grad(z, activation):
     """d act / dz."""
     if activation == "relu":
         return (z > 0).astype(F64)
+    if activation == "relu2":
+        return 2.0 * np.maximum(z, 0.0)
+    if activation == "identity":
+        return np.ones_like(z)
     if activation in ("silu", "swiglu"):
         s = sigmoid(z)
         return s + z * s * (1.0 - s)
     if activation in ("gelu", "geglu"):
         cdf = 0.5 * (1.0 + _erf(z / np.sqrt(2.0)))
         return cdf + z * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
-    if activation == "gelu_tanh":
+    if activation in ("gelu_tanh", "geglu_tanh"):
         c, a = np.sqrt(2.0 / np.pi), 0.044715
         t = np.tanh(c * (z + a * z ** 3))
         return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * c * (1.0 + 3 * a * z * z)
     raise ValueError(activation)
 
 
-GATED = ("swiglu", "geglu")
+GATED = ("swiglu", "geglu", "geglu_tanh")
+
+
+def gate_act(z1, activation, alpha=1.0, limit=None):
+    """(a, da/dz1): the activated gate projection of a gated activation. For
+    swiglu a = G sigmoid(alpha G) with G = min(z1, limit), whose derivative
+    is 0 where the limit clips z1."""
+    if activation != "swiglu":
+        return act(z1, activation), act_grad(z1, activation)
+    g = z1 if limit is None else np.minimum(z1, limit)
+    s = sigmoid(alpha * g)
+    da = s + alpha * g * s * (1.0 - s)
+    if limit is not None:
+        da = np.where(z1 > limit, 0.0, da)
+    return g * s, da
+
+
+def gate_factor(z3, beta=0.0, limit=None):
+    """(f, df/dz3) for the factor f = clamp(z3, -limit, limit) + beta that
+    multiplies the activated gate (z3 itself by default)."""
+    if limit is None:
+        return z3 + beta, np.ones_like(z3)
+    return (np.clip(z3, -limit, limit) + beta,
+            (np.abs(z3) <= limit).astype(F64))
 
 
 # ---------------------------------------------------------------------------
@@ -269,30 +300,36 @@ def combine_grad(dy, x, row_token, row_weight):
 # FFNs
 # ---------------------------------------------------------------------------
 
-def ffn_fwd(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None):
+def ffn_fwd(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None,
+            swiglu_alpha=1.0, swiglu_beta=0.0, swiglu_limit=None):
     z1 = _d(x) @ _d(w1) + (0 if b1 is None else _d(b1))
-    h = act(z1, activation)
     if w3 is not None:
-        h = h * (_d(x) @ _d(w3) + (0 if b3 is None else _d(b3)))
+        z3 = _d(x) @ _d(w3) + (0 if b3 is None else _d(b3))
+        a, _ = gate_act(z1, activation, swiglu_alpha, swiglu_limit)
+        h = a * gate_factor(z3, swiglu_beta, swiglu_limit)[0]
+    else:
+        h = act(z1, activation)
     return h @ _d(w2) + (0 if b2 is None else _d(b2))
 
 
-def ffn_grad(dy, x, w1, w2, activation, w3=None, b1=None, b3=None):
+def ffn_grad(dy, x, w1, w2, activation, w3=None, b1=None, b3=None,
+             swiglu_alpha=1.0, swiglu_beta=0.0, swiglu_limit=None):
     """-> dict of d x, d w1, d w2, d w3, d b1, d b2, d b3."""
     dy, x, w1, w2 = _d(dy), _d(x), _d(w1), _d(w2)
     z1 = x @ w1 + (0 if b1 is None else _d(b1))
-    a = act(z1, activation)
     dh = dy @ w2.T
     g = {}
     if w3 is not None:
         z3 = x @ _d(w3) + (0 if b3 is None else _d(b3))
-        h = a * z3
-        dz1 = dh * z3 * act_grad(z1, activation)
-        dz3 = dh * a
+        a, da = gate_act(z1, activation, swiglu_alpha, swiglu_limit)
+        f, df = gate_factor(z3, swiglu_beta, swiglu_limit)
+        h = a * f
+        dz1 = dh * f * da
+        dz3 = dh * a * df
         g["x"] = dz1 @ w1.T + dz3 @ _d(w3).T
         g["w3"], g["b3"] = x.T @ dz3, dz3.sum(axis=0)
     else:
-        h = a
+        h = act(z1, activation)
         dz1 = dh * act_grad(z1, activation)
         g["x"] = dz1 @ w1.T
     g["w1"], g["b1"] = x.T @ dz1, dz1.sum(axis=0)
@@ -301,7 +338,8 @@ def ffn_grad(dy, x, w1, w2, activation, w3=None, b1=None, b3=None):
 
 
 def expert_ffn_fwd(x, offsets, fc1, fc2, activation, fc3=None, fc1_bias=None,
-                   fc2_bias=None, fc3_bias=None):
+                   fc2_bias=None, fc3_bias=None, **swiglu):
+    """`swiglu`: the swiglu_alpha / swiglu_beta / swiglu_limit of swiglu."""
     x = _d(x)
     out = np.zeros((x.shape[0], np.shape(fc2)[2]))
     pick = lambda v, e: None if v is None else _d(v)[e]  # noqa: E731
@@ -310,13 +348,15 @@ def expert_ffn_fwd(x, offsets, fc1, fc2, activation, fc3=None, fc1_bias=None,
         if hi > lo:
             out[lo:hi] = ffn_fwd(x[lo:hi], fc1[e], fc2[e], activation,
                                  pick(fc3, e), pick(fc1_bias, e),
-                                 pick(fc2_bias, e), pick(fc3_bias, e))
+                                 pick(fc2_bias, e), pick(fc3_bias, e),
+                                 **swiglu)
     return out
 
 
 def expert_ffn_grad(dy, x, offsets, fc1, fc2, activation, fc3=None,
-                    fc1_bias=None, fc2_bias=None, fc3_bias=None):
-    """-> dict: input, fc1, fc2, fc3, fc1_bias, fc2_bias, fc3_bias."""
+                    fc1_bias=None, fc2_bias=None, fc3_bias=None, **swiglu):
+    """-> dict: input, fc1, fc2, fc3, fc1_bias, fc2_bias, fc3_bias.
+    `swiglu` as in expert_ffn_fwd."""
     dy, x = _d(dy), _d(x)
     E = len(offsets) - 1
     g = {"input": np.zeros_like(x), "fc1": np.zeros(np.shape(fc1)),
@@ -331,7 +371,8 @@ def expert_ffn_grad(dy, x, offsets, fc1, fc2, activation, fc3=None,
         if hi == lo:
             continue
         ge = ffn_grad(dy[lo:hi], x[lo:hi], fc1[e], fc2[e], activation,
-                      pick(fc3, e), pick(fc1_bias, e), pick(fc3_bias, e))
+                      pick(fc3, e), pick(fc1_bias, e), pick(fc3_bias, e),
+                      **swiglu)
         g["input"][lo:hi] = ge["x"]
         for name, key in (("fc1", "w1"), ("fc2", "w2"), ("fc3", "w3"),
                           ("fc1_bias", "b1"), ("fc2_bias", "b2"),

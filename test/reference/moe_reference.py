@@ -511,11 +511,37 @@ def moe_gate(x, weight, bias=None, jitter_eps: float = 0.0, jitter_u=None):
 
 
 def _probs(logits: np.ndarray, score: str) -> np.ndarray:
-    if score == "softmax":
+    if score in ("softmax", "sparse_mixer"):
         return nn_softmax(logits, axis=-1)
     if score == "sigmoid":
         return nn_sigmoid(logits)
     raise ValueError(f"unknown score function {score!r}")
+
+
+SPARSE_MIXER_EPS = F32(0.01)
+
+
+def _sparse_mixer_weights(row: np.ndarray, picks: List[int]) -> List[np.float32]:
+    """SparseMixer's weights for one token's logits `row` and its two picks
+    (written from onnxruntime's CUDA kernel sparse_mixer_top2): for pick j
+    with logit m, the experts e whose logit x is within a relative 2 * eps
+    of it, i.e. not (m - x > 2 * eps * max(|x|, m)), form a softmax, and the
+    pick's weight is its share exp(0) / sum exp(x - m); the second pick's
+    softmax leaves out the first pick. All float32, summed in expert order.
+    (The kernel seeds its arg-max with -1, so it differs when the best or
+    second best logit is below -1; this is the top-2 it means.)"""
+    weights = []
+    for j, pick in enumerate(picks):
+        m = F32(row[pick])
+        total = F32(0)
+        for e, x in enumerate(row):
+            if j == 1 and e == picks[0]:
+                continue
+            factor = max(F32(abs(x)), m)
+            if not F32(m - x) > F32(F32(2) * SPARSE_MIXER_EPS) * factor:
+                total = F32(total + np.exp(F32(x - m)))
+        weights.append(F32(F32(1) / total))
+    return weights
 
 
 def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
@@ -534,6 +560,10 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
        ties to the lower expert index.
     5. weights = probs[t, indices], divided by their float32 sum (summed best
        first) when normalize, then multiplied by scaling_factor (f32).
+
+    score = "sparse_mixer" (onnxruntime's use_sparse_mixer, Phi-3.5-MoE;
+    k = 2, no bias, groups or normalize) ranks the logits themselves and
+    replaces step 5: see _sparse_mixer_weights. probs = softmax(logits).
     """
     lg = _f(logits)
     if lg.ndim != 2:
@@ -549,8 +579,15 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
         raise ValueError(f"invalid topk_groups={topk_groups} for num_groups={G}")
     if k > kg * S:
         raise ValueError(f"k={k} exceeds the {kg * S} eligible experts")
+    if score == "sparse_mixer" and (k != 2 or bias is not None or G != 1 or
+                                    normalize):
+        raise ValueError("sparse_mixer needs k = 2 and takes no bias, groups "
+                         "or normalize")
     probs = _probs(lg, score)
-    sel = probs + _f(bias) if bias is not None else probs
+    if score == "sparse_mixer":
+        sel = lg
+    else:
+        sel = probs + _f(bias) if bias is not None else probs
     sel = sel.astype(F32)
     sf = F32(scaling_factor)
 
@@ -576,7 +613,10 @@ def moe_token_choice(logits, k: int, score: str = "softmax", bias=None,
         # 4. top-k, best first, ties to the lower index
         ranked = sorted(eligible, key=lambda e: (-float(row[e]), e))[:k]
         # 5. weights
-        w = [F32(probs[t, e]) for e in ranked]
+        if score == "sparse_mixer":
+            w = _sparse_mixer_weights(lg[t], ranked)
+        else:
+            w = [F32(probs[t, e]) for e in ranked]
         if normalize:
             s = F32(0)
             for v in w:
@@ -723,26 +763,54 @@ def moe_permute(x, row_token):
     return out
 
 
-_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu")
-_GATED = ("swiglu", "geglu")
+_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu",
+                "identity", "relu2", "geglu_tanh")
+_GATED = ("swiglu", "geglu", "geglu_tanh")
 
 
 def _act(h: np.ndarray, activation: str) -> np.ndarray:
     if activation == "relu":
         return nn_relu(h)
+    if activation == "relu2":
+        r = nn_relu(h)
+        return (r * r).astype(F32)
+    if activation == "identity":
+        return h
     if activation in ("gelu", "geglu"):
         return nn_gelu(h, "none")
-    if activation == "gelu_tanh":
+    if activation in ("gelu_tanh", "geglu_tanh"):
         return nn_gelu(h, "tanh")
     if activation in ("silu", "swiglu"):
         return nn_silu(h)
     raise ValueError(f"unknown activation {activation!r}")
 
 
-def _ffn(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None):
+def _swiglu(g, lin, alpha: float, beta: float, limit: Optional[float]):
+    """onnxruntime's SwiGLU: G = min(g, limit), L = clamp(lin, -limit, limit),
+    G * sigmoid(alpha * G) * (L + beta); no clamp when limit is None."""
+    g, lin = _f(g), _f(lin)
+    if limit is not None:
+        g = np.minimum(g, F32(limit))
+        lin = np.clip(lin, F32(-limit), F32(limit))
+    return (g * nn_sigmoid(F32(alpha) * g) * (lin + F32(beta))).astype(F32)
+
+
+def _check_swiglu_parameters(activation, alpha, beta, limit):
+    if activation != "swiglu" and (alpha != 1.0 or beta != 0.0 or
+                                   limit is not None):
+        raise ValueError(f"SwiGLU parameters with activation {activation!r}")
+    if limit is not None and not limit > 0:
+        raise ValueError(f"swiglu_limit must be positive, got {limit}")
+
+
+def _ffn(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None,
+         swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
+         swiglu_limit: Optional[float] = None):
     """The FFN of one expert on rows x [n, D]."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}")
+    _check_swiglu_parameters(activation, swiglu_alpha, swiglu_beta,
+                             swiglu_limit)
     gated = activation in _GATED
     if gated and w3 is None:
         raise ValueError(f"{activation} needs fc3")
@@ -751,12 +819,17 @@ def _ffn(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None):
     h = np.matmul(x, w1)
     if b1 is not None:
         h = h + b1
-    h = _act(h.astype(F32), activation)
+    h = h.astype(F32)
     if gated:
         lin = np.matmul(x, w3)
         if b3 is not None:
             lin = lin + b3
-        h = h * lin
+        if activation == "swiglu":
+            h = _swiglu(h, lin, swiglu_alpha, swiglu_beta, swiglu_limit)
+        else:
+            h = _act(h, activation) * lin
+    else:
+        h = _act(h, activation)
     y = np.matmul(h.astype(F32), w2)
     if b2 is not None:
         y = y + b2
@@ -764,15 +837,21 @@ def _ffn(x, w1, w2, activation, w3=None, b1=None, b2=None, b3=None):
 
 
 def moe_expert_ffn(x, offsets, fc1, fc2, activation: str, fc3=None,
-                   fc1_bias=None, fc2_bias=None, fc3_bias=None):
+                   fc1_bias=None, fc2_bias=None, fc3_bias=None,
+                   swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
+                   swiglu_limit: Optional[float] = None):
     """moe.expert_ffn: for each expert e, rows offsets[e] .. offsets[e+1] of
-    x [R, D] go through
-        h = act(x @ fc1[e] + fc1_bias[e])                       relu/gelu/gelu_tanh/silu
-        h = act(x @ fc1[e] + b1[e]) * (x @ fc3[e] + b3[e])      swiglu (silu) / geglu (exact gelu)
+    x [R, D] go through g = x @ fc1[e] + fc1_bias[e], l = x @ fc3[e] + b3[e],
+        h = act(g)          relu/relu2 (relu^2)/gelu/gelu_tanh/silu/identity
+        h = act(g) * l      geglu (exact gelu) / geglu_tanh (tanh gelu)
+        h = G * sigmoid(alpha * G) * (L + beta)                 swiglu
+            G = min(g, limit), L = clamp(l, -limit, limit)
         y = h @ fc2[e] + fc2_bias[e]
     fc1/fc3 [E, D, F], fc2 [E, F, D_out], biases [E, F] / [E, D_out], all
     optional except fc1, fc2 (fc3 required for the gated activations,
-    forbidden otherwise). Rows past offsets[E] are zero. Result [R, D_out].
+    forbidden otherwise). swiglu_alpha/beta/limit (defaults 1, 0, None = no
+    clamp: plain silu(g) * l) are allowed with swiglu only. Rows past
+    offsets[E] are zero. Result [R, D_out].
     """
     x, off = _f(x), _i(offsets)
     w1, w2 = _f(fc1), _f(fc2)
@@ -794,7 +873,8 @@ def moe_expert_ffn(x, offsets, fc1, fc2, activation: str, fc3=None,
                           None if w3 is None else w3[e],
                           None if b1 is None else b1[e],
                           None if b2 is None else b2[e],
-                          None if b3 is None else b3[e])
+                          None if b3 is None else b3[e],
+                          swiglu_alpha, swiglu_beta, swiglu_limit)
     return out
 
 
@@ -887,6 +967,8 @@ def moe_layer(x, router_weight, fc1, fc2, *, routing: str, activation: str,
               scaling_factor: float = 1.0,
               capacity_factor: Optional[float] = None,
               batch_prioritized: bool = False,
+              swiglu_alpha: float = 1.0, swiglu_beta: float = 0.0,
+              swiglu_limit: Optional[float] = None,
               return_intermediates: bool = False):
     """moe.layer, composed exactly as `moe-decompose-layer` rewrites it:
 
@@ -905,7 +987,8 @@ def moe_layer(x, router_weight, fc1, fc2, *, routing: str, activation: str,
     of intermediates when return_intermediates. `jitter_u` models the seed (see
     moe_gate). For expert choice, k/score/normalize/groups/scaling_factor/
     selection_bias/batch_prioritized are not used (expert_choice always uses
-    softmax).
+    softmax). swiglu_alpha/beta/limit are the experts' SwiGLU parameters (see
+    moe_expert_ffn); the shared expert has none, so they exclude one.
     """
     x = _f(x)
     E = _f(router_weight).shape[1]
@@ -929,10 +1012,12 @@ def moe_layer(x, router_weight, fc1, fc2, *, routing: str, activation: str,
     inter.update(row_token=rt, row_weight=rw, offsets=off)
     xs = moe_permute(x, rt)
     ys = moe_expert_ffn(xs, off, fc1, fc2, activation, fc3, fc1_bias, fc2_bias,
-                        fc3_bias)
+                        fc3_bias, swiglu_alpha, swiglu_beta, swiglu_limit)
     if shared_fc1 is not None:
         if shared_fc2 is None:
             raise ValueError("shared_fc1 without shared_fc2")
+        if swiglu_alpha != 1.0 or swiglu_beta != 0.0 or swiglu_limit is not None:
+            raise ValueError("SwiGLU parameters with a shared expert")
         acc = moe_shared_expert(x, shared_fc1, shared_fc2, activation, shared_fc3,
                                 shared_gate)
     else:

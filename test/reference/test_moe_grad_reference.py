@@ -17,7 +17,8 @@ import moe_reference as ref
 
 SEEDS = (0, 1, 2)
 FD_TOL = 1e-6
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu",
+               "identity", "relu2", "geglu_tanh")
 
 
 def normal(rng, shape, scale=1.0):
@@ -232,6 +233,70 @@ def test_expert_ffn(activation, biases):
             return (cot * g.expert_ffn_fwd(x, off, activation=activation,
                                            **{**ops, name: v})).sum()
         check_fd(loss, ops[name], grads[name])
+
+
+SWIGLU_PARAMETERS = {
+    "gpt_oss": dict(swiglu_alpha=1.702, swiglu_beta=1.0, swiglu_limit=0.7),
+    "limit_only": dict(swiglu_limit=0.45),
+    "alpha_beta": dict(swiglu_alpha=0.6, swiglu_beta=-0.4),
+}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", sorted(SWIGLU_PARAMETERS))
+def test_expert_ffn_swiglu_parameters(seed, name):
+    """SwiGLU with alpha, beta and a limit that clips part of both
+    projections (where the clamp passes no gradient)."""
+    swiglu = SWIGLU_PARAMETERS[name]
+    rng = np.random.default_rng(20 + seed)
+    E, D, F, Dout, R = 3, 5, 6, 4, 10
+    off = np.array([0, 3, 3, 8], np.int32)
+    ops = dict(fc1=normal(rng, (E, D, F), 0.5), fc2=normal(rng, (E, F, Dout), 0.5),
+               fc3=normal(rng, (E, D, F), 0.5), fc1_bias=normal(rng, (E, F), 0.3),
+               fc2_bias=normal(rng, (E, Dout), 0.3),
+               fc3_bias=normal(rng, (E, F), 0.3))
+    x, cot = normal(rng, (R, D)), normal(rng, (R, Dout))
+    limit = swiglu.get("swiglu_limit")
+    if limit is not None:
+        # The clamp is active on both projections, and no pre-activation
+        # sits on a kink within the difference step.
+        z1, z3 = [np.concatenate([x[off[e]:off[e + 1]] @ ops[w][e] + ops[b][e]
+                                  for e in range(E)])
+                  for w, b in (("fc1", "fc1_bias"), ("fc3", "fc3_bias"))]
+        assert (z1 > limit).any() and (np.abs(z3) > limit).any()
+        assert np.abs(z1 - limit).min() > 1e-4
+        assert np.abs(np.abs(z3) - limit).min() > 1e-4
+    np.testing.assert_allclose(
+        g.expert_ffn_fwd(x, off, activation="swiglu", **ops, **swiglu),
+        ref.moe_expert_ffn(x, off, activation="swiglu", **ops, **swiglu),
+        rtol=1e-4, atol=1e-5)
+    grads = g.expert_ffn_grad(cot, x, off, activation="swiglu", **ops, **swiglu)
+    check_fd(lambda v: (cot * g.expert_ffn_fwd(v, off, activation="swiglu",
+                                               **ops, **swiglu)).sum(), x,
+             grads["input"])
+    for name in ops:
+        def loss(v, name=name):
+            return (cot * g.expert_ffn_fwd(x, off, activation="swiglu",
+                                           **{**ops, name: v}, **swiglu)).sum()
+        check_fd(loss, ops[name], grads[name])
+
+
+def test_swiglu_parameter_defaults_are_plain_swiglu():
+    rng = np.random.default_rng(5)
+    E, D, F = 2, 3, 4
+    off = np.array([0, 2, 5], np.int32)
+    ops = dict(fc1=normal(rng, (E, D, F)), fc2=normal(rng, (E, F, D)),
+               fc3=normal(rng, (E, D, F)))
+    x = normal(rng, (5, D))
+    plain = g.expert_ffn_fwd(x, off, activation="swiglu", **ops)
+    explicit = g.expert_ffn_fwd(x, off, activation="swiglu", **ops,
+                                swiglu_alpha=1.0, swiglu_beta=0.0,
+                                swiglu_limit=None)
+    assert np.array_equal(plain, explicit)
+    # A limit beyond every pre-activation changes nothing.
+    far = g.expert_ffn_fwd(x, off, activation="swiglu", **ops,
+                           swiglu_limit=1e6)
+    np.testing.assert_allclose(far, plain, rtol=1e-12)
 
 
 @pytest.mark.parametrize("activation", ["silu", "swiglu", "gelu_tanh"])

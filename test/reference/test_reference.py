@@ -512,6 +512,70 @@ def test_token_choice_all_tied():
     close(w, 1 / 3, rtol=1e-6)
 
 
+def sparse_mixer_logits(rng, T, E):
+    """Logits where several experts of most tokens lie within a few percent
+    of the best or second best (so SparseMixer's softmaxes have more than one
+    member), with negative, positive and mixed-sign rows."""
+    logits = rnd(rng, T, E, scale=2.0)
+    for t in range(T):
+        order = np.argsort(-logits[t])
+        for rank in (0, 1):
+            top = logits[t, order[rank]]
+            for e in rng.choice(order[2:], 2, replace=False):
+                logits[t, e] = top - abs(top) * rng.uniform(0.0, 0.05) - 1e-3
+    return logits
+
+
+def sparse_mixer_vectorised(logits):
+    """SparseMixer top-2 with whole-row numpy operations (float64 sums)."""
+    x = logits.astype(np.float64)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :2]
+    weights = np.zeros(order.shape)
+    for j in range(2):
+        m = np.take_along_axis(x, order[:, j:j + 1], axis=1)
+        member = (m - x) <= 0.02 * np.maximum(np.abs(x), m)
+        if j == 1:
+            np.put_along_axis(member, order[:, :1], False, axis=1)
+        weights[:, j] = 1.0 / np.where(member, np.exp(x - m), 0.0).sum(axis=1)
+    return weights, order
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("E", [8, 16, 5])
+def test_sparse_mixer_vs_vectorised(seed, E):
+    rng = np.random.default_rng(seed)
+    logits = sparse_mixer_logits(rng, 40, E)
+    w, idx, p = ref.moe_token_choice(logits, 2, "sparse_mixer")
+    want_w, want_idx = sparse_mixer_vectorised(logits)
+    assert np.array_equal(idx, want_idx)
+    close(w, want_w, rtol=1e-6)
+    close(p, ref.nn_softmax(logits), rtol=0, atol=0)
+    # Some tokens have several experts in a pick's softmax.
+    assert (w < 0.9).any() and (w == 1).any()
+    scaled, _, _ = ref.moe_token_choice(logits, 2, "sparse_mixer",
+                                        scaling_factor=2.0)
+    close(scaled, 2 * w, rtol=1e-7)
+
+
+def test_sparse_mixer_by_hand():
+    # m0 = 1: 0.995 and 0.99 lie within 2% (0.02 * max(|x|, 1)), 0.5 does
+    # not; m1 = 0.995 without expert 0: 0.99 within 0.0199, 0.5 not.
+    logits = np.array([[1.0, 0.995, 0.5, 0.99, -3.0]], F32)
+    w, idx, _ = ref.moe_token_choice(logits, 2, "sparse_mixer")
+    assert idx.tolist() == [[0, 1]]
+    close(w[0, 0], 1 / (1 + math.exp(-0.005) + math.exp(-0.01)), rtol=1e-6)
+    close(w[0, 1], 1 / (1 + math.exp(-0.005)), rtol=1e-6)
+    # Ties go to the lower index; a tied second pick shares its softmax.
+    w, idx, _ = ref.moe_token_choice(np.array([[3.0, 2.0, 3.0, 2.0]], F32), 2,
+                                     "sparse_mixer")
+    assert idx.tolist() == [[0, 2]]
+    close(w, [[0.5, 1.0]], rtol=1e-7)
+    for bad in (dict(k=1), dict(k=2, normalize=True),
+                dict(k=2, bias=np.zeros(5, F32)), dict(k=4, num_groups=5)):
+        with pytest.raises(ValueError):
+            ref.moe_token_choice(logits, score="sparse_mixer", **bad)
+
+
 # ===========================================================================
 # moe: expert choice
 # ===========================================================================
@@ -718,49 +782,101 @@ def test_permute_combine_roundtrip(seed, k):
     close(ref.moe_combine(xs, rt, rw, init), want, rtol=1e-5, atol=1e-6)
 
 
-def ffn_rowwise(x, e, fc1, fc2, act, fc3=None, b1=None, b2=None, b3=None):
-    """One row through expert e, written with float64 per-row vector ops."""
+GATED = ("swiglu", "geglu", "geglu_tanh")
+
+
+def ffn_rowwise(x, e, fc1, fc2, act, fc3=None, b1=None, b2=None, b3=None,
+                alpha=1.0, beta=0.0, limit=None):
+    """One row through expert e, written with float64 per-row vector ops;
+    alpha, beta, limit are swiglu's parameters, applied elementwise."""
     x = x.astype(np.float64)
     h = x @ fc1[e] + (0 if b1 is None else b1[e])
     erf = np.vectorize(math.erf)
     a = {"relu": lambda v: np.maximum(v, 0),
+         "relu2": lambda v: np.where(v > 0, v * v, 0.0),
+         "identity": lambda v: v,
          "gelu": lambda v: 0.5 * v * (1 + erf(v / math.sqrt(2))),
          "gelu_tanh": lambda v: 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))),
          "silu": lambda v: v / (1 + np.exp(-v))}
-    a["swiglu"], a["geglu"] = a["silu"], a["gelu"]
-    h = a[act](h)
-    if act in ("swiglu", "geglu"):
-        h = h * (x @ fc3[e] + (0 if b3 is None else b3[e]))
+    a["swiglu"] = lambda v: v / (1 + np.exp(-alpha * v))
+    a["geglu"], a["geglu_tanh"] = a["gelu"], a["gelu_tanh"]
+    if act in GATED:
+        lin = x @ fc3[e] + (0 if b3 is None else b3[e])
+        if limit is not None:
+            h = np.array([min(v, limit) for v in h])
+            lin = np.array([max(-limit, min(v, limit)) for v in lin])
+        h = a[act](h) * (lin + beta)
+    else:
+        h = a[act](h)
     return h @ fc2[e] + (0 if b2 is None else b2[e])
 
 
-@pytest.mark.parametrize("seed", SEEDS[:3])
-@pytest.mark.parametrize("act", ["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu"])
-@pytest.mark.parametrize("biases", [False, True])
-def test_expert_ffn_vs_rowwise(seed, act, biases):
-    rng = np.random.default_rng(seed)
-    E, D, F, Dout = 5, 6, 7, 4
+def expert_ffn_case(rng, E, D, F, Dout, act, biases):
     counts = rng.integers(0, 5, size=E)
     counts[1] = 0                                   # an expert with no rows
     R = int(counts.sum()) + 3                       # 3 padding rows
     off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     x = rnd(rng, R, D)
     fc1, fc2 = rnd(rng, E, D, F, scale=0.5), rnd(rng, E, F, Dout, scale=0.5)
-    gated = act in ("swiglu", "geglu")
+    gated = act in GATED
     fc3 = rnd(rng, E, D, F, scale=0.5) if gated else None
     b1 = rnd(rng, E, F) if biases else None
     b2 = rnd(rng, E, Dout) if biases else None
     b3 = rnd(rng, E, F) if biases and gated else None
-    got = ref.moe_expert_ffn(x, off, fc1, fc2, act, fc3, b1, b2, b3)
-    assert got.shape == (R, Dout) and got.dtype == F32
-    for r in range(R):
+    return x, off, (fc1, fc2, fc3, b1, b2, b3)
+
+
+def check_rows(got, x, off, weights, act, **swiglu):
+    E = len(off) - 1
+    for r in range(len(x)):
         e = int(np.searchsorted(off, r, side="right")) - 1
         if r >= off[E]:
             assert np.all(got[r] == 0)
         else:
-            close(got[r], ffn_rowwise(x[r], e, fc1, fc2, act, fc3, b1, b2, b3), rtol=1e-4, atol=1e-5)
+            close(got[r], ffn_rowwise(x[r], e, act=act, fc1=weights[0],
+                                      fc2=weights[1], fc3=weights[2],
+                                      b1=weights[3], b2=weights[4],
+                                      b3=weights[5], **swiglu),
+                  rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("act", ["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu",
+                                 "identity", "relu2", "geglu_tanh"])
+@pytest.mark.parametrize("biases", [False, True])
+def test_expert_ffn_vs_rowwise(seed, act, biases):
+    rng = np.random.default_rng(seed)
+    E, D, F, Dout = 5, 6, 7, 4
+    x, off, w = expert_ffn_case(rng, E, D, F, Dout, act, biases)
+    got = ref.moe_expert_ffn(x, off, w[0], w[1], act, *w[2:])
+    assert got.shape == (len(x), Dout) and got.dtype == F32
+    check_rows(got, x, off, w, act)
+    gated = act in GATED
     with pytest.raises(ValueError):
-        ref.moe_expert_ffn(x, off, fc1, fc2, act, None if gated else rnd(rng, E, D, F))
+        ref.moe_expert_ffn(x, off, w[0], w[1], act, None if gated else rnd(rng, E, D, F))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("alpha,beta,limit", [(1.702, 1.0, 0.8), (1.0, 0.0, 0.3),
+                                              (0.5, -0.25, None)])
+def test_expert_ffn_swiglu_parameters_vs_rowwise(seed, alpha, beta, limit):
+    rng = np.random.default_rng(seed)
+    E, D, F, Dout = 4, 6, 9, 5
+    x, off, w = expert_ffn_case(rng, E, D, F, Dout, "swiglu", True)
+    got = ref.moe_expert_ffn(x, off, w[0], w[1], "swiglu", *w[2:],
+                             swiglu_alpha=alpha, swiglu_beta=beta,
+                             swiglu_limit=limit)
+    check_rows(got, x, off, w, "swiglu", alpha=alpha, beta=beta, limit=limit)
+    if limit is not None:
+        # The clamp binds on this data: the result differs from no clamp.
+        free = ref.moe_expert_ffn(x, off, w[0], w[1], "swiglu", *w[2:],
+                                  swiglu_alpha=alpha, swiglu_beta=beta)
+        assert np.abs(free - got).max() > 1e-3
+    for bad in (dict(swiglu_alpha=2.0), dict(swiglu_limit=1.0)):
+        with pytest.raises(ValueError):
+            ref.moe_expert_ffn(x, off, w[0], w[1], "geglu", *w[2:], **bad)
+    with pytest.raises(ValueError):
+        ref.moe_expert_ffn(x, off, w[0], w[1], "swiglu", *w[2:], swiglu_limit=0.0)
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])

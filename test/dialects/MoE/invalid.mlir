@@ -220,8 +220,40 @@ func.func @token_choice_missing_k(%logits: tensor<4x8xf32>) {
 // -----
 
 func.func @token_choice_unknown_score(%logits: tensor<4x8xf32>) {
-  // expected-error @+1 {{custom op 'moe.token_choice' expected string or keyword containing one of the following enum values for attribute 'score' [softmax, sigmoid]}}
+  // expected-error @+1 {{custom op 'moe.token_choice' expected string or keyword containing one of the following enum values for attribute 'score' [softmax, sigmoid, sparse_mixer]}}
   %w, %i, %p = moe.token_choice relu %logits top 1 : tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_sparse_mixer_k(%logits: tensor<4x8xf32>) {
+  // expected-error @+1 {{'moe.token_choice' op sparse_mixer routing picks k = 2 experts, got k = 3}}
+  %w, %i, %p = moe.token_choice sparse_mixer %logits top 3 : tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_sparse_mixer_bias(%logits: tensor<4x8xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{'moe.token_choice' op sparse_mixer routing takes no 'bias'}}
+  %w, %i, %p = moe.token_choice sparse_mixer %logits top 2 bias %b : tensor<4x8xf32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_sparse_mixer_groups(%logits: tensor<4x8xf32>) {
+  // expected-error @+1 {{'moe.token_choice' op sparse_mixer routing takes no 'num_groups', got 2}}
+  %w, %i, %p = moe.token_choice sparse_mixer %logits top 2 {num_groups = 2 : i64} : tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_sparse_mixer_normalize(%logits: tensor<4x8xf32>) {
+  // expected-error @+1 {{'moe.token_choice' op sparse_mixer routing takes no 'normalize'; its weights are not renormalised}}
+  %w, %i, %p = moe.token_choice sparse_mixer %logits top 2 {normalize} : tensor<4x8xf32>
   return
 }
 
@@ -1297,6 +1329,22 @@ func.func @layer_shared_needs_fc3(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %
 
 // -----
 
+func.func @layer_sparse_mixer_selection_bias(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %sb: tensor<8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op sparse_mixer routing takes no 'selection_bias'}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> score sparse_mixer selection_bias %sb : tensor<8xf32> experts relu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> {k = 2 : i64}
+  return
+}
+
+// -----
+
+func.func @layer_sparse_mixer_k(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>) {
+  // expected-error @+1 {{'moe.layer' op sparse_mixer routing picks k = 2 experts, got k = 1}}
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> score sparse_mixer experts relu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32>
+  return
+}
+
+// -----
+
 func.func @layer_swiglu_parameters_with_shared_expert(%x: tensor<4x64xf32>, %wg: tensor<64x8xf32>, %w1: tensor<8x64x128xf32>, %w2: tensor<8x128x64xf32>, %w3: tensor<8x64x128xf32>, %s1: tensor<64x256xf32>, %s2: tensor<256x64xf32>) {
   // expected-error @+1 {{'moe.layer' op the SwiGLU parameters ('swiglu_alpha', 'swiglu_beta', 'swiglu_limit') are not supported with a shared expert ('shared_fc1')}}
   %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<4x64xf32> router %wg : tensor<64x8xf32> experts swiglu %w1 : tensor<8x64x128xf32>, %w2 : tensor<8x128x64xf32> fc3 %w3 : tensor<8x64x128xf32> shared_fc1 %s1 : tensor<64x256xf32> shared_fc2 %s2 : tensor<256x64xf32> shared_fc3 %s1 : tensor<64x256xf32> {swiglu_limit = 7.0 : f32}
@@ -1622,6 +1670,14 @@ func.func @gate_grad_jitter_without_seed(%dl: tensor<4x8xf32>, %x: tensor<4x16xf
 func.func @gate_grad_jitter_range(%dl: tensor<4x8xf32>, %x: tensor<4x16xf32>, %w: tensor<16x8xf32>, %s: i64) {
   // expected-error @+1 {{'moe.gate_grad' op 'jitter_eps' must lie in [0, 1), got 1.500000e+00}}
   %a, %b, %c = moe.gate_grad %dl, %x, %w seed %s {jitter_eps = 1.5 : f32} : tensor<4x8xf32>, tensor<4x16xf32>, tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @token_choice_grad_sparse_mixer(%p: tensor<4x8xf32>, %idx: tensor<4x2xi32>, %dw: tensor<4x2xf32>) {
+  // expected-error @+1 {{'moe.token_choice_grad' op sparse_mixer routing has no gradient}}
+  %dl = moe.token_choice_grad sparse_mixer %p, %idx weights_grad %dw : tensor<4x2xf32> : tensor<4x8xf32>, tensor<4x2xi32>
   return
 }
 

@@ -91,6 +91,22 @@ func.func @token_choice_sigmoid_groups(%logits: tensor<?x256xbf16>,
       : tensor<?x8xbf16>, tensor<?x8xi32>, tensor<?x256xbf16>
 }
 
+// Phi-3.5-MoE: SparseMixer top-2 (onnxruntime's use_sparse_mixer).
+// CHECK-LABEL: func.func @token_choice_sparse_mixer(
+// CHECK: moe.token_choice sparse_mixer %arg0 top 2 : tensor<?x16xf16>
+// CHECK: moe.token_choice sparse_mixer %arg1 top 2 {scaling_factor = 5.000000e-01 : f32} : tensor<7x8xf32>
+// CHECK: return {{.*}} : tensor<?x2xf16>, tensor<?x2xi32>, tensor<?x16xf16>, tensor<7x2xf32>
+func.func @token_choice_sparse_mixer(%logits: tensor<?x16xf16>,
+                                     %static: tensor<7x8xf32>)
+    -> (tensor<?x2xf16>, tensor<?x2xi32>, tensor<?x16xf16>, tensor<7x2xf32>) {
+  %w, %idx, %p = moe.token_choice sparse_mixer %logits top 2
+      : tensor<?x16xf16>
+  %w2, %idx2, %p2 = moe.token_choice sparse_mixer %static top 2
+      {scaling_factor = 0.5 : f32} : tensor<7x8xf32>
+  return %w, %idx, %p, %w2
+      : tensor<?x2xf16>, tensor<?x2xi32>, tensor<?x16xf16>, tensor<7x2xf32>
+}
+
 // Attributes equal to their defaults are not printed.
 // CHECK-LABEL: func.func @token_choice_defaults_elided(
 // CHECK: moe.token_choice sigmoid %arg0 top 1 : tensor<3x?xf16>
@@ -677,6 +693,20 @@ func.func @layer_dynamic_experts(%x: tensor<?x16xf16>, %wg: tensor<16x?xf16>,
       fc3 %w3 : tensor<?x16x32xf16> {capacity_factor = 1.0 : f64}
   return %y, %aux, %z, %load, %drop
       : tensor<?x16xf16>, tensor<f32>, tensor<f32>, tensor<?xi64>, tensor<i64>
+}
+
+// Phi-3.5-MoE through onnxruntime's com.microsoft.MoE: SparseMixer routing.
+// CHECK-LABEL: func.func @layer_sparse_mixer(
+// CHECK: moe.layer token_choice %arg0 : tensor<?x32xf32> router %arg1 : tensor<32x16xf32> score sparse_mixer experts swiglu %arg2 : tensor<16x32x64xf32>, %arg3 : tensor<16x64x32xf32> fc3 %arg4 : tensor<16x32x64xf32> {k = 2 : i64}
+func.func @layer_sparse_mixer(%x: tensor<?x32xf32>, %wg: tensor<32x16xf32>,
+                              %w1: tensor<16x32x64xf32>,
+                              %w2: tensor<16x64x32xf32>,
+                              %w3: tensor<16x32x64xf32>) -> tensor<?x32xf32> {
+  %y, %aux, %z, %load, %drop = moe.layer token_choice %x : tensor<?x32xf32>
+      router %wg : tensor<32x16xf32> score sparse_mixer
+      experts swiglu %w1 : tensor<16x32x64xf32>, %w2 : tensor<16x64x32xf32>
+      fc3 %w3 : tensor<16x32x64xf32> {k = 2 : i64}
+  return %y : tensor<?x32xf32>
 }
 
 // gpt-oss through onnxruntime's com.microsoft.MoE: SwiGLU with alpha 1.702,
