@@ -191,6 +191,36 @@ def test_moe_op_ties(compile_onnx, numerics_report):
             run_ort(model, inputs), F32)
 
 
+def test_moe_op_sparse_mixer(compile_onnx, numerics_report):
+    """use_sparse_mixer=1: Phi-3.5-MoE's SparseMixer top-2 as onnxruntime's
+    CUDA kernel computes it (the CPU kernel ignores the attribute, so the
+    reference is moe_reference's SparseMixer routing, written from that
+    kernel, with the experts of ort_moe_reference)."""
+    import moe_reference
+    model = models.moe_op_model(router="input", k=2, experts=6, hidden=12,
+                                inter=20, activation_type="relu",
+                                use_sparse_mixer=1, fc1_bias=True)
+    compiled, params = compile_onnx(model)
+    weights = models.initializers(model)
+    for seed in SEEDS:
+        inputs = models.random_inputs(model, {"tokens": 13}, seed)
+        logits = inputs["router_logits"]
+        routing_weights, indices, _ = moe_reference.moe_token_choice(
+            logits, 2, score="sparse_mixer")
+        x = inputs["x"].astype(np.float64)
+        fc1 = weights["fc1_experts_weights"].astype(np.float64)
+        fc1_bias = weights["fc1_experts_bias"].astype(np.float64)
+        fc2 = weights["fc2_experts_weights"].astype(np.float64)
+        expected = np.zeros_like(x)
+        for t in range(x.shape[0]):
+            for w, e in zip(routing_weights[t], indices[t]):
+                h = np.maximum(fc1[e] @ x[t] + fc1_bias[e], 0.0)
+                expected[t] += float(w) * (fc2[e] @ h)
+        compare(numerics_report, "MoE sparse_mixer vs reference",
+                compiled.run("forward", **inputs, **params),
+                {"y": expected}, F32)
+
+
 @pytest.mark.parametrize("activation", CPU_ACTIVATIONS)
 def test_moe_op_f16(compile_onnx, numerics_report, activation):
     model = models.moe_op_model(

@@ -194,8 +194,11 @@ void MoEImporter::run() {
   std::string activationName = g.stringAttr(node, "activation_type", "relu");
   bool normalize = g.intAttr(node, "normalize_routing_weights", 0) != 0;
   int64_t fusion = g.intAttr(node, "swiglu_fusion", 0);
-  if (g.intAttr(node, "use_sparse_mixer", 0) != 0)
-    g.fail("use_sparse_mixer=1 (SparseMixer routing) is not supported yet");
+  // Phi-3.5-MoE's SparseMixer top-2 (onnxruntime's CUDA kernel; its CPU
+  // kernel ignores the attribute and routes plain top-2).
+  bool sparseMixer = g.intAttr(node, "use_sparse_mixer", 0) != 0;
+  if (sparseMixer && k != 2)
+    g.fail("use_sparse_mixer=1 needs k = 2, not " + Twine(k));
   if (g.intAttr(node, "swiglu_limit_after_activation", 0) != 0)
     g.fail("swiglu_limit_after_activation=1 is not supported (onnxruntime "
            "runs it only on CUDA with quantized weights)");
@@ -319,8 +322,11 @@ void MoEImporter::run() {
                                llvm::ArrayRef<int64_t>{1, -1});
   auto choice = moe::TokenChoiceOp::create(
       b, loc, logits, Value(),
-      moe::ScoreFunctionAttr::get(ctx, moe::ScoreFunction::softmax),
-      b.getI64IntegerAttr(k), normalize ? b.getUnitAttr() : UnitAttr(),
+      moe::ScoreFunctionAttr::get(ctx, sparseMixer
+                                           ? moe::ScoreFunction::sparse_mixer
+                                           : moe::ScoreFunction::softmax),
+      b.getI64IntegerAttr(k),
+      normalize && !sparseMixer ? b.getUnitAttr() : UnitAttr(),
       b.getI64IntegerAttr(1), b.getI64IntegerAttr(1), b.getF32FloatAttr(1.0f));
   auto dispatch = moe::DispatchOp::create(
       b, loc, choice.getIndices(), choice.getWeights(),
