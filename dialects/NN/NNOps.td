@@ -711,7 +711,9 @@ def NN_ExpandOp : NN_Op<"expand", [Pure]> {
   let summary = "broadcast a tensor to a larger shape";
   let description = [{
     numpy `broadcast_to`: `input` is aligned with the trailing dimensions of
-    the result; each of its extents is 1 (repeated) or equal to the result's.
+    the result; each of its extents is 1 (repeated) or equal to the result's
+    (a dynamic extent of `input` must be equal at run time: only static
+    extents of 1 are repeated).
     `dynamic_sizes` holds one `index` per dynamic result dimension, in order.
     ONNX `Expand` (after the importer has broadcast the requested shape with
     the input's) and `ConstantOfShape` (expanding a 0-d constant) become this
@@ -781,9 +783,10 @@ def NN_IotaOp : NN_Op<"iota", [Pure]> {
 def NN_TriluOp : NN_Op<"trilu", [Pure, SameOperandsAndResultType]> {
   let summary = "keep the lower (or upper) triangle of the trailing matrices";
   let description = [{
-    ONNX `Trilu`: `input` has rank >= 2; for every matrix in the last two dimensions, elements
-    `(i, j)` with `j - i <= diagonal` are kept (`j - i >= diagonal` with
-    `upper`) and the others are zero (false for `i1`).
+    ONNX `Trilu`: for every matrix in the last two dimensions of `input`
+    (rank >= 2), elements `(i, j)` with `j - i <= diagonal` are kept
+    (`j - i >= diagonal` with `upper`) and the others are zero (false for
+    `i1`).
 
     Example:
 
