@@ -29,6 +29,12 @@ inferReductionResult(std::optional<mlir::Location> location,
                      llvm::ArrayRef<int64_t> axes, bool keepDims,
                      llvm::SmallVectorImpl<mlir::Type> &inferred);
 
+/// `axis` counted from the front ([0, rank)); negative values count from
+/// the end.
+inline int64_t normalizeAxis(int64_t axis, int64_t rank) {
+  return axis < 0 ? axis + rank : axis;
+}
+
 /// `axes` counted from the front ([0, rank)).
 llvm::SmallVector<int64_t> normalizeAxes(llvm::ArrayRef<int64_t> axes,
                                          int64_t rank);

@@ -16,14 +16,16 @@ def NN_Dialect : Dialect {
     transformer needs around its Mixture-of-Experts layers: embedding, linear
     layers and batched matmul, elementwise arithmetic and activations,
     RMSNorm and LayerNorm, rotary position embedding, causal (grouped-query)
-    attention, softmax, reshape and transpose, and a masked cross-entropy loss.
+    attention, softmax, reshape and transpose, reductions, a masked
+    cross-entropy loss, and the tensor-manipulation ops of ONNX graphs
+    (concat, slice, gather, where, compare, cast, expand, topk, iota, trilu).
 
     Every op works on ranked tensors with value semantics; dimensions may be
     dynamic (`?`) so that token counts stay symbolic. Floating-point operands
-    are `f32`, `f16` or `bf16`; integer ids are `i32` or `i64`. Shapes of
-    results follow from the operands wherever possible, so the assembly form
-    lists only operand types. Weights use the `x @ W` convention (a linear
-    weight is `[in, out]`).
+    are `f32`, `f16` or `bf16`; integer ids are `i32` or `i64`; masks are
+    `i1`. Shapes of results follow from the operands wherever possible, so
+    the assembly form lists only operand types. Weights use the `x @ W`
+    convention (a linear weight is `[in, out]`).
   }];
   // Gradients (buildVJP) use constants and a broadcasting linalg.generic.
   let dependentDialects = [

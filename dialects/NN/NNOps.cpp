@@ -596,7 +596,7 @@ LogicalResult moec::nn::inferReductionResult(
 SmallVector<int64_t> moec::nn::normalizeAxes(ArrayRef<int64_t> axes,
                                              int64_t rank) {
   return llvm::map_to_vector(
-      axes, [&](int64_t axis) { return axis < 0 ? axis + rank : axis; });
+      axes, [&](int64_t axis) { return normalizeAxis(axis, rank); });
 }
 
 //===----------------------------------------------------------------------===//
@@ -605,12 +605,12 @@ SmallVector<int64_t> moec::nn::normalizeAxes(ArrayRef<int64_t> axes,
 
 /// `axis` counted from the front when it names a dimension of `type`
 /// (negative values count from the end).
-static std::optional<int64_t> normalizeAxis(int64_t axis,
-                                            RankedTensorType type) {
+static std::optional<int64_t> checkedAxis(int64_t axis,
+                                          RankedTensorType type) {
   int64_t rank = type.getRank();
   if (axis < -rank || axis >= rank)
     return std::nullopt;
-  return axis < 0 ? axis + rank : axis;
+  return normalizeAxis(axis, rank);
 }
 
 /// Fails inference with "'axis' <axis> is out of range for '<name>' (...)".
@@ -632,7 +632,7 @@ LogicalResult ConcatOp::inferReturnTypes(MLIRContext *,
   if (inputs.empty())
     return inferFailure(location, name, "needs at least one input");
   RankedTensorType first = ranked(inputs.front());
-  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), first);
+  std::optional<int64_t> axis = checkedAxis(adaptor.getAxis(), first);
   if (!axis)
     return axisOutOfRange(location, name, adaptor.getAxis(), "inputs", first);
   SmallVector<int64_t> shape(first.getShape());
@@ -727,7 +727,7 @@ LogicalResult GatherOp::inferReturnTypes(MLIRContext *,
                                          SmallVectorImpl<Type> &inferred) {
   RankedTensorType input = ranked(adaptor.getInput());
   RankedTensorType indices = ranked(adaptor.getIndices());
-  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), input);
+  std::optional<int64_t> axis = checkedAxis(adaptor.getAxis(), input);
   if (!axis)
     return axisOutOfRange(location, getOperationName(), adaptor.getAxis(),
                           "input", input);
@@ -825,7 +825,7 @@ LogicalResult TopKOp::inferReturnTypes(MLIRContext *context,
                                        SmallVectorImpl<Type> &inferred) {
   StringRef name = getOperationName();
   RankedTensorType input = ranked(adaptor.getInput());
-  std::optional<int64_t> axis = normalizeAxis(adaptor.getAxis(), input);
+  std::optional<int64_t> axis = checkedAxis(adaptor.getAxis(), input);
   if (!axis)
     return axisOutOfRange(location, name, adaptor.getAxis(), "input", input);
   int64_t k = adaptor.getK(), extent = input.getDimSize(*axis);

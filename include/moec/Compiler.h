@@ -20,7 +20,7 @@ namespace moec {
 
 /// The pipeline phases, in order. Each runs on the output of the previous one.
 enum class Phase {
-  Import,    // parse and verify (MLIR text; ONNX and JSON later)
+  Import,    // parse and verify MLIR text, or import ONNX (JSON later)
   Graph,     // decompose moe.layer, canonicalise, CSE
   Autodiff,  // training builds: @forward -> @train_step (forward + backward);
              // every build: train or eval routing per entry point

@@ -730,8 +730,8 @@ void moec::nnlowering::populateGradientLoweringPatterns(
     RewritePatternSet &patterns) {
   patterns.add<ReductionOpLowering<ReduceSumOp>,
                ReductionOpLowering<ReduceMeanOp>,
-               ReductionOpLowering<ReduceMaxOp>, UnaryGradOpLowering, RMSNormGradOpLowering,
-               LayerNormGradOpLowering, EmbeddingGradOpLowering,
-               AttentionGradOpLowering, CrossEntropyGradOpLowering>(
-      patterns.getContext());
+               ReductionOpLowering<ReduceMaxOp>, UnaryGradOpLowering,
+               RMSNormGradOpLowering, LayerNormGradOpLowering,
+               EmbeddingGradOpLowering, AttentionGradOpLowering,
+               CrossEntropyGradOpLowering>(patterns.getContext());
 }

@@ -3,9 +3,9 @@
 // Part of convert-nn-to-linalg, with the conventions of ConvertNNToLinalg.cpp
 // (f32 compute for f16/bf16 in generic bodies, numpy broadcasting in
 // indexing maps, clamped indices). These ops move data rather than compute:
-// slices and concatenations become tensor.extract_slice / insert_slice,
-// gathers and strided reads a generic that reads with tensor.extract, and
-// nn.topk a selection loop per row.
+// slices and concatenations copy through tensor.extract_slice /
+// insert_slice, gathers and negative strides are generics that read with
+// tensor.extract, and nn.topk is a selection loop per row.
 //
 //===----------------------------------------------------------------------===//
 
@@ -31,11 +31,6 @@ using namespace moec::nnlowering;
 
 namespace {
 
-/// `axis` of a verified op counted from the front.
-int64_t frontAxis(int64_t axis, int64_t rank) {
-  return axis < 0 ? axis + rank : axis;
-}
-
 //===----------------------------------------------------------------------===//
 // nn.concat
 //===----------------------------------------------------------------------===//
@@ -57,6 +52,15 @@ OpFoldResult addSizes(OpBuilder &b, Location loc, OpFoldResult lhs,
       .getResult();
 }
 
+/// `source` copied into `dest` (same shape) by linalg.copy. Bufferization
+/// then writes into the buffer of `dest` rather than emitting a memref.copy,
+/// whose strided form is a call into MLIR's runner library (memrefCopy),
+/// which models do not link. (Canonicalization would erase an identity
+/// linalg.generic copy, and with it the destination.)
+Value copyInto(OpBuilder &b, Location loc, Value source, Value dest) {
+  return linalg::CopyOp::create(b, loc, source, dest).getResult(0);
+}
+
 struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -67,7 +71,7 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
     ValueRange inputs = adaptor.getInputs();
     RankedTensorType type = op.getType();
     int64_t rank = type.getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     SmallVector<OpFoldResult> sizes;
     for (int64_t d = 0; d < rank; ++d) {
       SmallVector<std::pair<Value, int64_t>> dims;
@@ -81,15 +85,18 @@ struct ConcatOpLowering : OpConversionPattern<ConcatOp> {
                        tensor::getMixedSize(rewriter, loc, input, axis));
     sizes[axis] = total;
     // Each input is written into its range of one tensor.
-    Value result = tensor::EmptyOp::create(rewriter, loc, sizes,
-                                           type.getElementType());
+    Value result =
+        tensor::EmptyOp::create(rewriter, loc, sizes, type.getElementType());
     SmallVector<OpFoldResult> offsets(rank, rewriter.getIndexAttr(0));
     SmallVector<OpFoldResult> strides(rank, rewriter.getIndexAttr(1));
     for (auto [index, input] : llvm::enumerate(inputs)) {
       SmallVector<OpFoldResult> inputSizes =
           tensor::getMixedSizes(rewriter, loc, input);
-      result = tensor::InsertSliceOp::create(rewriter, loc, input, result,
-                                             offsets, inputSizes, strides);
+      Value slot = tensor::ExtractSliceOp::create(rewriter, loc, result,
+                                                  offsets, inputSizes, strides);
+      result = tensor::InsertSliceOp::create(
+          rewriter, loc, copyInto(rewriter, loc, input, slot), result, offsets,
+          inputSizes, strides);
       if (index + 1 != inputs.size())
         offsets[axis] =
             addSizes(rewriter, loc, offsets[axis], inputSizes[axis]);
@@ -162,9 +169,16 @@ struct SliceOpLowering : OpConversionPattern<SliceOp> {
     }
     Value result;
     if (llvm::all_of(steps, [](int64_t step) { return step > 0; })) {
-      result = tensor::ExtractSliceOp::create(
+      // The strided view is copied into a tensor of its own: returned as it
+      // is, bufferization would copy it with a runner-library call.
+      Value view = tensor::ExtractSliceOp::create(
           rewriter, loc, input, getAsOpFoldResult(firsts), counts,
           getAsIndexOpFoldResult(op.getContext(), steps));
+      result = copyInto(
+          rewriter, loc, view,
+          tensor::EmptyOp::create(rewriter, loc,
+                                  tensor::getMixedSizes(rewriter, loc, view),
+                                  type.getElementType()));
     } else {
       // tensor.extract_slice takes no negative strides: read element
       // first + i * step of every dimension.
@@ -199,7 +213,7 @@ struct GatherOpLowering : OpConversionPattern<GatherOp> {
     Value input = adaptor.getInput(), indices = adaptor.getIndices();
     RankedTensorType type = op.getType();
     int64_t rank = rankedType(input).getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     int64_t indexRank = rankedType(indices).getRank();
     int64_t loops = type.getRank();
     // Result loops: input dims before axis, the index dims, then the rest.
@@ -315,11 +329,9 @@ Value saturatingFloatToInt(OpBuilder &b, Location loc, Value x,
   // bf16 arrive extended).
   double limit = std::ldexp(1.0, bits - 1);
   double below = std::nextafter(static_cast<float>(limit), 0.0f);
-  Value isNaN =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
-  Value tooLarge =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGE, x,
-                            constant(limit));
+  Value isNaN = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO, x, x);
+  Value tooLarge = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGE, x,
+                                         constant(limit));
   Value clamped = arith::MaximumFOp::create(b, loc, x, constant(-limit));
   clamped = arith::MinimumFOp::create(b, loc, clamped, constant(below));
   clamped = arith::SelectOp::create(b, loc, isNaN, constant(0.0), clamped);
@@ -457,8 +469,8 @@ struct TriluOpLowering : OpConversionPattern<TriluOp> {
         [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
           // Element (i, j) is kept when j - i is on the kept side of the
           // diagonal.
-          Value offset = arith::SubIOp::create(b, loc, loopIndex(b, loc, rank - 1),
-                                               loopIndex(b, loc, rank - 2));
+          Value offset = arith::SubIOp::create(
+              b, loc, loopIndex(b, loc, rank - 1), loopIndex(b, loc, rank - 2));
           Value kept = arith::CmpIOp::create(b, loc, predicate, offset,
                                              indexConst(b, loc, diagonal));
           return arith::SelectOp::create(b, loc, kept, args[0],
@@ -490,12 +502,12 @@ Value ranksBefore(OpBuilder &b, Location loc, bool largest, Value a,
   };
   Value aNaN = cmp(P::UNO, a, a), otherNaN = cmp(P::UNO, other, other);
   Value strictly =
-      largest ? orI(cmp(P::OGT, a, other),
-                    andI(aNaN, cmp(P::ORD, other, other)))
-              : orI(cmp(P::OLT, a, other), andI(cmp(P::ORD, a, a), otherNaN));
+      largest
+          ? orI(cmp(P::OGT, a, other), andI(aNaN, cmp(P::ORD, other, other)))
+          : orI(cmp(P::OLT, a, other), andI(cmp(P::ORD, a, a), otherNaN));
   Value tie = orI(cmp(P::OEQ, a, other), andI(aNaN, otherNaN));
-  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                      indexA, indexOther);
+  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, indexA,
+                                      indexOther);
   return orI(strictly, andI(tie, lower));
 }
 
@@ -509,7 +521,7 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
     Value input = adaptor.getInput();
     RankedTensorType inputType = rankedType(input);
     int64_t rank = inputType.getRank();
-    int64_t axis = frontAxis(op.getAxis(), rank);
+    int64_t axis = normalizeAxis(op.getAxis(), rank);
     Type element = inputType.getElementType();
     SmallVector<OpFoldResult> sizes =
         tensor::getMixedSizes(rewriter, loc, input);
@@ -520,7 +532,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
     SmallVector<Value> extents;
     for (int64_t d = 0; d < rank; ++d)
       extents.push_back(dimValue(rewriter, loc, input, d));
-    Value zero = indexConst(rewriter, loc, 0), one = indexConst(rewriter, loc, 1);
+    Value zero = indexConst(rewriter, loc, 0),
+          one = indexConst(rewriter, loc, 1);
     Value k = indexConst(rewriter, loc, op.getK());
     bool largest = op.getLargest();
     Type compute = computeType(element);
@@ -535,8 +548,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
           b, loc, zero, k, one,
           ValueRange{outputs[0], outputs[1], noValue, zero},
           [&](OpBuilder &b, Location loc, Value j, ValueRange iters) {
-            Value firstPass =
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, j, zero);
+            Value firstPass = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::eq, j, zero);
             Value prev = iters[2], prevIndex = iters[3];
             Value n = extents[axis];
             auto scan = scf::ForOp::create(
@@ -606,8 +619,8 @@ struct TopKOpLowering : OpConversionPattern<TopKOp> {
 
 void moec::nnlowering::populateTensorOpLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<ConcatOpLowering, SliceOpLowering, GatherOpLowering,
-               WhereOpLowering, CompareOpLowering, CastOpLowering,
-               ExpandOpLowering, IotaOpLowering, TriluOpLowering,
-               TopKOpLowering>(patterns.getContext());
+  patterns
+      .add<ConcatOpLowering, SliceOpLowering, GatherOpLowering, WhereOpLowering,
+           CompareOpLowering, CastOpLowering, ExpandOpLowering, IotaOpLowering,
+           TriluOpLowering, TopKOpLowering>(patterns.getContext());
 }

@@ -829,10 +829,12 @@ def random_inputs(model, extents, seed, ranges=None):
 
 
 def save_with_external_data(model, path, location="weights.bin"):
-    """Saves `model` to `path` with every initializer in one external file
-    `location` next to it; returns the path."""
+    """Saves `model` to `path` with every initializer of 64 bytes or more
+    (the weights) in one external file `location` next to it, as exporters
+    do; returns the path. (onnxruntime needs small integer initializers such
+    as axes inline for its shape inference.)"""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     onnx.save_model(model, str(path), save_as_external_data=True,
                     all_tensors_to_one_file=True, location=location,
-                    size_threshold=0)
+                    size_threshold=64)
     return path

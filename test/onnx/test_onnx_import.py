@@ -71,10 +71,12 @@ def compare(numerics_report, key, actual, expected, tol):
 
 
 def assert_parameter_names(model, params):
-    """Parameters are named after initializers (a fused SwiGLU fc1 splits
-    into NAME.gate and NAME.linear)."""
+    """Parameters are named after initializers: a fused SwiGLU fc1 splits
+    into NAME.gate and NAME.linear, and the per-expert weights of a
+    decomposed MoE FFN (PREFIX.<e>.SUFFIX) are stacked into PREFIX.SUFFIX."""
     names = {t.name for t in model.graph.initializer}
     names |= {n + suffix for n in names for suffix in (".gate", ".linear")}
+    names |= {re.sub(r"\.\d+\.", ".", n) for n in names}
     assert set(params) <= names, set(params) - names
 
 

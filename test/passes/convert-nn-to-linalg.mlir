@@ -599,7 +599,8 @@ func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index)
 
 // -----
 
-// concat inserts each input at the running offset of one tensor.empty.
+// concat copies each input (linalg.copy) into its slot at the running
+// offset of one tensor.empty.
 
 // CHECK-LABEL: func.func @concat
 // CHECK-SAME: (%[[A:.*]]: tensor<2x?xi64>, %[[B:.*]]: tensor<2x3xi64>)
@@ -607,8 +608,12 @@ func.func @reshape_dynamic_sizes(%x: tensor<?x64xf32>, %b: index, %s: index)
 // CHECK: %[[TOTAL:.*]] = arith.addi %[[D]], %{{.*}} : index
 // CHECK: %[[E:.*]] = tensor.empty(%[[TOTAL]]) : tensor<2x?xi64>
 // CHECK: %[[DA:.*]] = tensor.dim %[[A]]
-// CHECK: %[[I0:.*]] = tensor.insert_slice %[[A]] into %[[E]][0, 0] [2, %[[DA]]] [1, 1]
-// CHECK: %[[I1:.*]] = tensor.insert_slice %[[B]] into %[[I0]][0, %[[DA]]] [2, 3] [1, 1]
+// CHECK: %[[SLOT0:.*]] = tensor.extract_slice %[[E]][0, 0] [2, %[[DA]]] [1, 1]
+// CHECK: %[[C0:.*]] = linalg.copy ins(%[[A]] : tensor<2x?xi64>) outs(%[[SLOT0]] : tensor<2x?xi64>)
+// CHECK: %[[I0:.*]] = tensor.insert_slice %[[C0]] into %[[E]][0, 0] [2, %[[DA]]] [1, 1]
+// CHECK: %[[SLOT1:.*]] = tensor.extract_slice %[[I0]][0, %[[DA]]] [2, 3] [1, 1]
+// CHECK: %[[C1:.*]] = linalg.copy ins(%[[B]] : tensor<2x3xi64>) outs(%[[SLOT1]] : tensor<2x3xi64>)
+// CHECK: %[[I1:.*]] = tensor.insert_slice %[[C1]] into %[[I0]][0, %[[DA]]] [2, 3] [1, 1]
 // CHECK: return %[[I1]]
 func.func @concat(%a: tensor<2x?xi64>, %b: tensor<2x3xi64>) -> tensor<2x?xi64> {
   %r = nn.concat %a, %b axis = 1 : tensor<2x?xi64>, tensor<2x3xi64>
@@ -617,8 +622,9 @@ func.func @concat(%a: tensor<2x?xi64>, %b: tensor<2x3xi64>) -> tensor<2x?xi64> {
 
 // -----
 
-// Positive steps: one extract_slice; a dynamic extent is clamped with index
-// arithmetic (start -3 counts from the end), a static one folds.
+// Positive steps: an extract_slice, copied into a tensor of its own; a
+// dynamic extent is clamped with index arithmetic (start -3 counts from the
+// end), a static one folds.
 
 // CHECK-LABEL: func.func @slice_positive
 // CHECK-SAME: (%[[X:.*]]: tensor<?x8xf32>)
@@ -628,7 +634,8 @@ func.func @concat(%a: tensor<2x?xi64>, %b: tensor<2x3xi64>) -> tensor<2x?xi64> {
 // CHECK: %[[S2:.*]] = arith.minsi %[[S1]], %[[D]] : index
 // CHECK: %[[N0:.*]] = arith.subi %[[D]], %[[S2]] : index
 // CHECK: %[[N:.*]] = arith.maxsi %[[N0]], %{{.*}} : index
-// CHECK: %[[R:.*]] = tensor.extract_slice %[[X]][%[[S2]], 1] [%[[N]], 3] [1, 3] : tensor<?x8xf32> to tensor<?x3xf32>
+// CHECK: %[[V:.*]] = tensor.extract_slice %[[X]][%[[S2]], 1] [%[[N]], 3] [1, 3] : tensor<?x8xf32> to tensor<?x3xf32>
+// CHECK: %[[R:.*]] = linalg.copy ins(%[[V]] : tensor<?x3xf32>)
 // CHECK: return %[[R]]
 func.func @slice_positive(%x: tensor<?x8xf32>) -> tensor<?x3xf32> {
   %r = nn.slice %x starts = [-3, 1] ends = [9223372036854775807, 8] steps = [1, 3] : tensor<?x8xf32>

@@ -183,7 +183,8 @@ def nn_cast(x, element: str):
             return _float_to_int(x, target)
         # Sign extension or two's-complement truncation; bool is 0 / 1.
         return x.astype(np.int64).astype(target)
-    return x.astype(target)
+    with np.errstate(over="ignore"):  # beyond the f16 range: infinity
+        return x.astype(target)
 
 
 def nn_expand(x, shape: Sequence[int]):

@@ -205,6 +205,11 @@ const char *safetensorsDtype(int32_t onnxType);
 /// The ONNX name of an element type, for messages.
 std::string onnxTypeName(int32_t onnxType);
 
+/// Rewrites the experts of MoE FFNs exported in the sparse form (NonZero,
+/// Gather, ScatterND/ScatterElements with reduction add, per expert) into
+/// the dense form that moe-raise-decomposed recognises; see SparseMoE.cpp.
+void rewriteSparseMoE(onnx::GraphProto &graph);
+
 /// Runs moe-raise-decomposed, then replaces each nn.concat of parameters it
 /// built (the experts' weights, one per expert) by one parameter holding the
 /// stacked values, updating `parameters`.

@@ -233,6 +233,7 @@ moec::importONNXFile(mlir::MLIRContext &context, llvm::StringRef path) {
   if (directory.empty())
     directory = ".";
   try {
+    rewriteSparseMoE(*model.mutable_graph());
     std::map<std::string, TensorData> initializers;
     for (const onnx::TensorProto &tensor : model.graph().initializer())
       initializers[tensor.name()] = readTensor(tensor, directory);

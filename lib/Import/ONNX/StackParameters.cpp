@@ -138,14 +138,14 @@ static void stackParameters(ModuleOp module,
     taken.insert(stacked.name);
 
     OpBuilder b(module.getContext());
-    BlockArgument argument = entry.addArgument(type, concat.getLoc());
-    function.setFunctionType(b.getFunctionType(
-        entry.getArgumentTypes(), function.getFunctionType().getResults()));
-    function.setArgAttrs(
-        argument.getArgNumber(),
+    unsigned position = entry.getNumArguments();
+    (void)function.insertArgument(
+        position, type,
         b.getDictionaryAttr(
             {b.getNamedAttr("moe.name", b.getStringAttr(stacked.name)),
-             b.getNamedAttr("moe.role", b.getStringAttr("parameter"))}));
+             b.getNamedAttr("moe.role", b.getStringAttr("parameter"))}),
+        concat.getLoc());
+    BlockArgument argument = entry.getArgument(position);
     erased.resize(entry.getNumArguments());
     concat.replaceAllUsesWith(argument);
     concat.erase();
