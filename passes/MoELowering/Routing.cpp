@@ -181,7 +181,7 @@ selectRanked(IB &b, Value count, Value numPicks,
 /// mask (m - x_e > 2 eps max(|x_e|, m)), in the same f32 arithmetic.
 Value sparseMixerWeight(IB &b, Value logits, Value indices, Value t, Value j,
                         Value pick) {
-  // Phi-3.5-MoE's router jitter, which onnxruntime's kernel fixes.
+  // Phi-3.5-MoE's router jitter, which onnxruntime's kernel hard-codes.
   constexpr float kEps = 0.01f;
   Value m = extract(b, logits, {t, pick});
   Value first = toIndex(b, extract(b, indices, {t, cIdx(b, 0)}));
