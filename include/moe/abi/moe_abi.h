@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-#define MOE_ABI_VERSION 1u
+#define MOE_ABI_VERSION 2u
 #define MOE_ABI_QUERY_SYMBOL "moe_abi_query"
 
 /* Extent of a dynamic dimension in moe_abi_arg.shape. */
@@ -100,7 +100,41 @@ typedef struct moe_runtime_services {
                        void (*body)(void *closure, int64_t begin, int64_t end),
                        void *closure);
   int32_t num_threads; /* workers parallel_for uses, >= 1 */
+  /* Where `alloc` places memory, a moe_abi_device. A model refuses services
+   * for a device it was not compiled for (MOE_ABI_INVALID_ARGUMENT). */
+  int32_t device;
+  /* CUDA services: NULL unless device is MOE_ABI_DEVICE_CUDA.
+   *
+   * Ordering: every launch, copy, alloc and free of one invoke call is
+   * enqueued, in call order, on one stream that the runtime chose for the
+   * call (alloc and free are stream-ordered), and the runtime waits for that
+   * stream once, after invoke returns. The model therefore never
+   * synchronises, and never dereferences memory from alloc on the host.
+   *
+   * Failures (an unknown kernel, a launch the driver rejects) are recorded
+   * by the runtime and fail the invoke call with the CUDA error's name; the
+   * model does not check for them. */
+  /* The kernel `kernel_name` of the model's device code (loaded once per
+   * device), or NULL after recording a failure. `kernel_name` is one of the
+   * model's kernel_names; the pointer stays valid, so runtimes may key a
+   * cache on it. */
+  void *(*cuda_function)(void *context, const char *kernel_name);
+  /* Enqueues function<<<grid, block, shared_bytes>>>(params...); params is
+   * cuLaunchKernel's kernelParams array. Extents are >= 1. */
+  void (*cuda_launch)(void *context, void *function, int64_t grid_x,
+                      int64_t grid_y, int64_t grid_z, int64_t block_x,
+                      int64_t block_y, int64_t block_z, int32_t shared_bytes,
+                      void **params);
+  /* Enqueues a copy of `bytes` bytes; either side may be host memory (for
+   * instance a constant inside model.so) or device memory. */
+  void (*cuda_copy)(void *context, void *dst, const void *src, size_t bytes);
 } moe_runtime_services;
+
+/* Where memory and computation live. */
+typedef enum moe_abi_device {
+  MOE_ABI_DEVICE_HOST = 0, /* the CPU: memory the host dereferences */
+  MOE_ABI_DEVICE_CUDA = 1  /* an NVIDIA GPU: CUDA device memory */
+} moe_abi_device;
 
 /* Status codes of an invoke call. */
 typedef enum moe_abi_status {
@@ -143,11 +177,17 @@ typedef struct moe_abi_model {
   int32_t num_entries;
   const moe_abi_entry *entries;
   const char *signature_json;  /* the same description as JSON */
-  /* Device code for GPU targets (PTX/cubin), NULL/0 for CPU models. */
+  /* Device code of CUDA models; NULL/0 for CPU models. device_blob is a
+   * cubin for device_arch (NULL when moec had no ptxas); device_ptx, always
+   * present, is the PTX it was assembled from, which the driver compiles for
+   * GPUs the cubin does not run on. kernel_names lists every kernel. */
   const void *device_blob;
   uint64_t device_blob_size;
   int32_t num_kernels;
   const char *const *kernel_names;
+  const char *device_ptx;  /* NUL-terminated PTX text */
+  const char *device_arch; /* e.g. "sm_90" */
+  int32_t device;          /* moe_abi_device the model runs on */
 } moe_abi_model;
 
 typedef const moe_abi_model *(*moe_abi_query_fn)(void);
