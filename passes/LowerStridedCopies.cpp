@@ -4,7 +4,9 @@
 // memcpy, and any other into a call to `memrefCopy`, a function of MLIR's C
 // runner utilities that a model.so must not need. Copies into or out of
 // strided views (concatenation into slices of a buffer, strided slices)
-// become linalg.copy here, which the CPU pipeline lowers to loops.
+// become linalg.copy here, which the CPU pipeline lowers to loops. On the
+// CUDA target every copy does (all-copies): the host cannot touch the
+// memory, and a copy loop becomes a kernel like any other.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,10 +32,11 @@ bool hasIdentityLayout(Value memref) {
 
 struct MoELowerStridedCopies
     : moec::impl::MoELowerStridedCopiesBase<MoELowerStridedCopies> {
+  using MoELowerStridedCopiesBase::MoELowerStridedCopiesBase;
   void runOnOperation() override {
     SmallVector<memref::CopyOp> copies;
     getOperation()->walk([&](memref::CopyOp copy) {
-      if (!hasIdentityLayout(copy.getSource()) ||
+      if (allCopies || !hasIdentityLayout(copy.getSource()) ||
           !hasIdentityLayout(copy.getTarget()))
         copies.push_back(copy);
     });

@@ -375,7 +375,77 @@ def MoELowerStridedCopies
                 outs(%view : memref<?x3xf32, strided<[9, 1]>>)
     ```
   }];
+  let options = [
+    Option<"allCopies", "all-copies", "bool", /*default=*/"false",
+           "Rewrite copies between identity layouts too (targets whose "
+           "host code cannot touch the memory, such as CUDA)">
+  ];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def MoEGPUMapToKernels : Pass<"moe-gpu-map-to-kernels", "::mlir::ModuleOp"> {
+  let summary = "split host code and gpu.launch kernels for the CUDA target";
+  let description = [{
+    On the CUDA target tensors live in device memory, so host code may only
+    allocate, compute shapes and launch kernels. This pass runs after
+    bufferization, once linalg ops are loops:
+
+    - every outermost `scf.parallel` becomes a `gpu.launch` over a 1-d grid
+      of 256-thread blocks, one iteration per thread (the innermost loop
+      dimension varies fastest, so neighbouring threads touch neighbouring
+      elements), with a bounds check;
+    - other ops that read or write memory (scalar stores, sequential loops
+      such as histograms and prefix sums) become single-thread kernels,
+      together with the scalar ops that consume their results, up to the
+      next parallel loop or deallocation;
+    - `scf.for` and `scf.if` without results whose bodies contain parallel
+      loops stay on the host and launch kernels from their bodies;
+    - every `memref.get_global` becomes a device buffer filled through
+      `@__moe_cuda_upload(dst, src, bytes)` (defined by the model emitter
+      over the runtime's `cuda_copy`) and freed before returning unless it
+      is returned.
+
+    Every launch names its kernel `@moe_kernels::@<function>_kernel_<n>`,
+    so `gpu-kernel-outlining` puts all kernels in one `gpu.module` and the
+    model carries one device blob. Host code that needs a value computed
+    on the device (a data-dependent shape or loop bound) is reported as
+    unsupported.
+
+    Example:
+
+    ```mlir
+    scf.parallel (%i, %j) = (%c0, %c0) to (%n, %c64) step (%c1, %c1) {
+      %v = memref.load %a[%i, %j] : memref<?x64xf32>
+      memref.store %v, %b[%i, %j] : memref<?x64xf32>
+    }
+    ```
+
+    becomes (constants folded)
+
+    ```mlir
+    %total = arith.muli %n, %c64 : index
+    %blocks = arith.ceildivsi %total, %c256 : index
+    gpu.launch blocks(%bx, %by, %bz) in (%gx = %blocks, ...)
+               threads(%tx, %ty, %tz) in (%sx = %c256, ...)
+               module(@moe_kernels) function(@f_kernel_0) {
+      %linear = %bx * 256 + %tx
+      scf.if %linear < %total {
+        %j = %linear mod 64
+        %i = %linear / 64
+        %v = memref.load %a[%i, %j] : memref<?x64xf32>
+        memref.store %v, %b[%i, %j] : memref<?x64xf32>
+      }
+      gpu.terminator
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
 }
 
 def MoEOutlineParallelLoops

@@ -19,3 +19,12 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["moe-opt", "moec"], [config.moec_tools_dir])
+
+# CUDA code generation needs the toolkit (libdevice, ptxas), not a GPU.
+if os.path.exists(os.path.join(config.cuda_toolkit, "nvvm", "libdevice",
+                               "libdevice.10.bc")):
+    config.available_features.add("cuda-toolkit")
+    config.substitutions.append(("%cuda_toolkit", config.cuda_toolkit))
+if config.ptxas and os.path.exists(config.ptxas):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", config.ptxas))

@@ -26,9 +26,12 @@ enum class Phase {
              // every build: train or eval routing per entry point
   Lower,     // nn and moe ops -> linalg, tensor, scf, arith, math
   Bufferize, // tensors -> memrefs, deallocation
-  Codegen,   // loops for the target CPU
-  LLVM,      // the LLVM dialect
+  Codegen,   // loops for the target CPU, or host code and GPU kernels
+  LLVM,      // the LLVM dialect (CUDA: kernels serialized to PTX)
 };
+
+/// Checks a CUDA architecture name ("sm_90", "sm_90a", "sm_100").
+bool isValidGPUArch(llvm::StringRef arch);
 
 /// Parses a phase name ("import", "graph", ...).
 std::optional<Phase> parsePhase(llvm::StringRef name);
@@ -40,7 +43,18 @@ enum class Mode {
   Train, // adds train_step: objective, metrics and parameter gradients
 };
 
+enum class Target {
+  CPU,  // the host CPU (or --cpu)
+  CUDA, // NVIDIA GPUs: kernels in PTX (and a cubin), host code for the CPU
+};
+
 struct CompileOptions {
+  Target target = Target::CPU;
+  /// CUDA: the GPU architecture kernels are compiled for ("sm_90").
+  std::string gpuArch = "sm_90";
+  /// CUDA: the toolkit holding nvvm/libdevice (required) and bin/ptxas
+  /// (optional: without it the model carries PTX alone).
+  std::string cudaToolkit;
   Mode mode = Mode::Infer;
   /// Routing of the entry points other than train_step: evaluation (no
   /// jitter, eval capacity factors) unless set.
@@ -65,7 +79,12 @@ mlir::LogicalResult runPhases(mlir::ModuleOp module, Phase last,
                               const CompileOptions &options,
                               Phase first = Phase::Graph);
 
-enum class OutputKind { LLVMIR, Object, SharedLibrary };
+enum class OutputKind {
+  LLVMIR,        // the host code (and ABI tables) as LLVM IR
+  Object,        // the same as an object file
+  SharedLibrary, // model.so
+  PTX,           // CUDA: the kernels' PTX
+};
 
 /// Compiles an imported module all the way to `kind` and writes it to
 /// `outputPath` atomically (a temporary file renamed into place). Errors are

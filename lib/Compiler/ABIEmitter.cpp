@@ -26,15 +26,39 @@ namespace {
 constexpr uint64_t kMemrefAllocated = 0, kMemrefAligned = 8,
                    kMemrefOffset = 16, kMemrefSizes = 24;
 constexpr unsigned kServicesContext = 2, kServicesAlloc = 3, kServicesFree = 4,
-                   kServicesParallelFor = 5;
+                   kServicesParallelFor = 5, kServicesDevice = 7,
+                   kServicesCudaFunction = 8, kServicesCudaLaunch = 9,
+                   kServicesCudaCopy = 10;
+/// The kernel module of moe-gpu-map-to-kernels and the names MLIR's
+/// gpu.binary translation derives from it.
+constexpr StringLiteral kKernelModule = "moe_kernels";
+/// Declared by moe-gpu-map-to-kernels for copying constants to the device.
+constexpr StringLiteral kUploadFunction = "__moe_cuda_upload";
 /// Names shared with moe-outline-parallel-loops.
 constexpr StringLiteral kDispatchPrefix = "__moe_par_dispatch_",
                         kBodyPrefix = "__moe_par_body_";
 
+uint64_t elementBytes(int32_t dtype) {
+  switch (dtype) {
+  case MOE_ABI_F16:
+  case MOE_ABI_BF16:
+    return 2;
+  case MOE_ABI_I8:
+  case MOE_ABI_BOOL:
+    return 1;
+  case MOE_ABI_F64:
+  case MOE_ABI_I64:
+    return 8;
+  default:
+    return 4;
+  }
+}
+
 class Emitter {
 public:
-  Emitter(Module &module, StringRef target)
+  Emitter(Module &module, StringRef target, const DeviceCode *device)
       : module(module), context(module.getContext()), target(target),
+        device(device),
         ptr(PointerType::getUnqual(context)), i32(Type::getInt32Ty(context)),
         i64(Type::getInt64Ty(context)) {}
 
@@ -47,6 +71,10 @@ private:
   void defineAllocationHooks();
   void defineBF16Truncation();
   Error defineParallelDispatch(Function *dispatch);
+  Error defineGPURuntime();
+  Value *servicesContext(IRBuilder<> &b, Value *table);
+  Value *callAllocation(IRBuilder<> &b, Value *bytes, Value *alignment);
+  void deviceCodeTables(SmallVectorImpl<Constant *> &fields);
   Expected<Function *> defineInvoke(const EntrySignature &entry);
   Constant *string(StringRef text);
   Constant *argTable(const EntrySignature &entry);
@@ -58,6 +86,7 @@ private:
   Module &module;
   LLVMContext &context;
   StringRef target;
+  const DeviceCode *device;
   PointerType *ptr;
   IntegerType *i32, *i64;
   GlobalVariable *services = nullptr;
@@ -67,8 +96,10 @@ private:
 /// The runtime's services table as seen by generated code.
 StructType *Emitter::servicesType() {
   // { u32 abi_version, u32 struct_size, ptr context, ptr alloc, ptr free,
-  //   ptr parallel_for, i32 num_threads }
-  return StructType::get(context, {i32, i32, ptr, ptr, ptr, ptr, i32});
+  //   ptr parallel_for, i32 num_threads, i32 device, ptr cuda_function,
+  //   ptr cuda_launch, ptr cuda_copy }
+  return StructType::get(context,
+                         {i32, i32, ptr, ptr, ptr, ptr, i32, i32, ptr, ptr, ptr});
 }
 
 /// The services of the invoke call running on this thread. Thread-local so
@@ -94,6 +125,42 @@ GlobalVariable *Emitter::recoverySlot() {
   return recovery;
 }
 
+Value *Emitter::servicesContext(IRBuilder<> &b, Value *table) {
+  return b.CreateLoad(
+      ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
+}
+
+/// services->alloc(context, bytes, alignment). Generated code cannot test
+/// what an allocation returns, so a NULL from the runtime jumps back to the
+/// invoke wrapper, which reports MOE_ABI_OUT_OF_MEMORY (the memory
+/// allocated so far is lost).
+Value *Emitter::callAllocation(IRBuilder<> &b, Value *bytes,
+                               Value *alignment) {
+  FunctionCallee longjmpFn = module.getOrInsertFunction(
+      "longjmp", FunctionType::get(Type::getVoidTy(context), {ptr, i32}, false));
+  if (auto *fn = dyn_cast<Function>(longjmpFn.getCallee()))
+    fn->setDoesNotReturn();
+  Value *table = b.CreateLoad(ptr, servicesSlot());
+  Value *alloc = b.CreateLoad(
+      ptr, b.CreateStructGEP(servicesType(), table, kServicesAlloc));
+  FunctionType *allocType = FunctionType::get(ptr, {ptr, i64, i64}, false);
+  Value *memory = b.CreateCall(allocType, alloc,
+                               {servicesContext(b, table), bytes, alignment});
+  Function *fn = b.GetInsertBlock()->getParent();
+  BasicBlock *failed = BasicBlock::Create(context, "failed", fn);
+  BasicBlock *jump = BasicBlock::Create(context, "jump", fn);
+  BasicBlock *done = BasicBlock::Create(context, "done", fn);
+  b.CreateCondBr(b.CreateIsNull(memory), failed, done);
+  b.SetInsertPoint(failed);
+  Value *point = b.CreateLoad(ptr, recoverySlot());
+  b.CreateCondBr(b.CreateIsNull(point), done, jump);
+  b.SetInsertPoint(jump);
+  b.CreateCall(longjmpFn, {point, ConstantInt::get(i32, 1)});
+  b.CreateUnreachable();
+  b.SetInsertPoint(done);
+  return memory;
+}
+
 /// MLIR's memref lowering (use-generic-functions) calls these for every
 /// allocation; they forward to the runtime.
 void Emitter::defineAllocationHooks() {
@@ -104,45 +171,12 @@ void Emitter::defineAllocationHooks() {
     fn->setLinkage(GlobalValue::InternalLinkage);
     return fn;
   };
-  auto servicesField = [&](IRBuilder<> &b, unsigned field) {
-    Value *table = b.CreateLoad(ptr, servicesSlot());
-    Value *slot = b.CreateStructGEP(servicesType(), table, field);
-    return std::pair{table, b.CreateLoad(ptr, slot)};
-  };
-  // Generated code cannot test what an allocation returns, so a NULL from
-  // the runtime jumps back to the invoke wrapper, which reports
-  // MOE_ABI_OUT_OF_MEMORY (the memory allocated so far is lost).
-  FunctionCallee longjmpFn = module.getOrInsertFunction(
-      "longjmp", FunctionType::get(Type::getVoidTy(context), {ptr, i32}, false));
-  if (auto *fn = dyn_cast<Function>(longjmpFn.getCallee()))
-    fn->setDoesNotReturn();
-  auto callAlloc = [&](IRBuilder<> &b, Value *bytes, Value *alignment) {
-    auto [table, alloc] = servicesField(b, kServicesAlloc);
-    Value *ctx = b.CreateLoad(
-        ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
-    FunctionType *allocType = FunctionType::get(ptr, {ptr, i64, i64}, false);
-    Value *memory = b.CreateCall(allocType, alloc, {ctx, bytes, alignment});
-    Function *fn = b.GetInsertBlock()->getParent();
-    BasicBlock *failed = BasicBlock::Create(context, "failed", fn);
-    BasicBlock *jump = BasicBlock::Create(context, "jump", fn);
-    BasicBlock *done = BasicBlock::Create(context, "done", fn);
-    b.CreateCondBr(b.CreateIsNull(memory), failed, done);
-    b.SetInsertPoint(failed);
-    Value *point = b.CreateLoad(ptr, recoverySlot());
-    b.CreateCondBr(b.CreateIsNull(point), done, jump);
-    b.SetInsertPoint(jump);
-    b.CreateCall(longjmpFn, {point, ConstantInt::get(i32, 1)});
-    b.CreateUnreachable();
-    b.SetInsertPoint(done);
-    return memory;
-  };
-
   // Alignment 64 suits every vector width the CPU backend emits.
   Function *alloc =
       define("_mlir_memref_to_llvm_alloc", FunctionType::get(ptr, {i64}, false));
   if (alloc->empty()) {
     IRBuilder<> b(BasicBlock::Create(context, "entry", alloc));
-    b.CreateRet(callAlloc(b, alloc->getArg(0), ConstantInt::get(i64, 64)));
+    b.CreateRet(callAllocation(b, alloc->getArg(0), ConstantInt::get(i64, 64)));
   }
   Function *aligned = define("_mlir_memref_to_llvm_aligned_alloc",
                              FunctionType::get(ptr, {i64, i64}, false));
@@ -151,16 +185,17 @@ void Emitter::defineAllocationHooks() {
     Value *alignment = b.CreateSelect(
         b.CreateICmpULT(aligned->getArg(0), ConstantInt::get(i64, 64)),
         ConstantInt::get(i64, 64), aligned->getArg(0));
-    b.CreateRet(callAlloc(b, aligned->getArg(1), alignment));
+    b.CreateRet(callAllocation(b, aligned->getArg(1), alignment));
   }
   Function *release = define("_mlir_memref_to_llvm_free",
                              FunctionType::get(Type::getVoidTy(context), {ptr},
                                                false));
   if (release->empty()) {
     IRBuilder<> b(BasicBlock::Create(context, "entry", release));
-    auto [table, freeFn] = servicesField(b, kServicesFree);
-    Value *ctx = b.CreateLoad(
-        ptr, b.CreateStructGEP(servicesType(), table, kServicesContext));
+    Value *table = b.CreateLoad(ptr, servicesSlot());
+    Value *freeFn = b.CreateLoad(
+        ptr, b.CreateStructGEP(servicesType(), table, kServicesFree));
+    Value *ctx = servicesContext(b, table);
     b.CreateCall(FunctionType::get(Type::getVoidTy(context), {ptr, ptr}, false),
                  freeFn, {ctx, release->getArg(0)});
     b.CreateRetVoid();
@@ -234,6 +269,94 @@ Error Emitter::defineParallelDispatch(Function *dispatch) {
   return Error::success();
 }
 
+/// MLIR's translation of gpu.launch_func calls mgpu* functions (MLIR's CUDA
+/// runtime wrappers, which Debian does not ship and a model.so must not
+/// need); they are defined here over the runtime's CUDA services. The
+/// module loader that the translation registers as a global constructor is
+/// removed: the runtime loads the device code from the ABI tables when a
+/// session starts, so dlopen runs no model code. Streams are the runtime's:
+/// every call of one invoke goes to its stream, which the runtime waits for
+/// once after invoke returns, so the synchronisations are no-ops.
+Error Emitter::defineGPURuntime() {
+  for (StringRef suffix : {"_load", "_unload"})
+    if (Function *fn = module.getFunction((kKernelModule + suffix).str())) {
+      for (StringRef list : {"llvm.global_ctors", "llvm.global_dtors"})
+        if (GlobalVariable *table = module.getGlobalVariable(list))
+          table->eraseFromParent();
+      fn->eraseFromParent();
+    }
+  if (GlobalVariable *blob =
+          module.getGlobalVariable((kKernelModule + "_binary").str(), true))
+    blob->eraseFromParent();
+
+  Type *voidType = Type::getVoidTy(context);
+  auto define = [&](StringRef name) -> Function * {
+    Function *fn = module.getFunction(name);
+    if (!fn || !fn->isDeclaration())
+      return nullptr;
+    fn->setLinkage(GlobalValue::InternalLinkage);
+    return fn;
+  };
+  auto service = [&](IRBuilder<> &b, unsigned field) {
+    Value *table = b.CreateLoad(ptr, servicesSlot());
+    Value *fn =
+        b.CreateLoad(ptr, b.CreateStructGEP(servicesType(), table, field));
+    return std::pair{servicesContext(b, table), fn};
+  };
+  if (Function *fn = define("mgpuModuleGetFunction")) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+    auto [ctx, lookup] = service(b, kServicesCudaFunction);
+    b.CreateRet(b.CreateCall(FunctionType::get(ptr, {ptr, ptr}, false), lookup,
+                             {ctx, fn->getArg(1)}));
+  }
+  if (Function *fn = define("mgpuLaunchKernel")) {
+    // (function, grid xyz, block xyz, i32 shared bytes, stream, params,
+    //  extra, i64 param count)
+    IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+    auto [ctx, launch] = service(b, kServicesCudaLaunch);
+    SmallVector<Value *> args = {ctx, fn->getArg(0)};
+    for (unsigned i = 1; i <= 7; ++i)
+      args.push_back(fn->getArg(i));
+    args.push_back(fn->getArg(9));
+    b.CreateCall(FunctionType::get(voidType,
+                                   {ptr, ptr, i64, i64, i64, i64, i64, i64,
+                                    i32, ptr},
+                                   false),
+                 launch, args);
+    b.CreateRetVoid();
+  }
+  if (Function *fn = define("mgpuStreamCreate")) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+    b.CreateRet(ConstantPointerNull::get(ptr));
+  }
+  for (StringRef name : {"mgpuStreamSynchronize", "mgpuStreamDestroy"})
+    if (Function *fn = define(name)) {
+      IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+      b.CreateRetVoid();
+    }
+  if (Function *fn = define(kUploadFunction)) {
+    IRBuilder<> b(BasicBlock::Create(context, "entry", fn));
+    auto [ctx, copy] = service(b, kServicesCudaCopy);
+    b.CreateCall(FunctionType::get(voidType, {ptr, ptr, ptr, i64}, false),
+                 copy,
+                 {ctx, b.CreateIntToPtr(fn->getArg(0), ptr),
+                  b.CreateIntToPtr(fn->getArg(1), ptr), fn->getArg(2)});
+    b.CreateRetVoid();
+  }
+  for (Function &fn : llvm::make_early_inc_range(module.functions())) {
+    if (!fn.isDeclaration() || !fn.getName().starts_with("mgpu"))
+      continue;
+    if (fn.use_empty()) { // The loader's, erased above.
+      fn.eraseFromParent();
+      continue;
+    }
+    return createStringError("the CUDA host code calls %s, which the "
+                               "model runtime does not provide",
+                               fn.getName().str().c_str());
+  }
+  return Error::success();
+}
+
 /// x86 without AVX512-BF16 rounds f32 to bf16 through the compiler-rt
 /// builtin __truncsfbf2, which neither libgcc 12 nor Debian's compiler-rt
 /// provide; model.so carries its own (round to nearest even, NaN stays NaN).
@@ -282,6 +405,22 @@ Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
                                       "__moe_invoke_" + entry.name, module);
   IRBuilder<> b(BasicBlock::Create(context, "entry", invoke));
   Value *args = invoke->getArg(0);
+  // Memory from another device's services would be unreachable.
+  {
+    Value *deviceKind = b.CreateLoad(
+        i32, b.CreateStructGEP(servicesType(), invoke->getArg(1),
+                               kServicesDevice));
+    BasicBlock *wrongDevice =
+        BasicBlock::Create(context, "wrong_device", invoke);
+    BasicBlock *start = BasicBlock::Create(context, "start", invoke);
+    int32_t expected = device ? MOE_ABI_DEVICE_CUDA : MOE_ABI_DEVICE_HOST;
+    b.CreateCondBr(
+        b.CreateICmpEQ(deviceKind, ConstantInt::get(i32, expected)), start,
+        wrongDevice);
+    b.SetInsertPoint(wrongDevice);
+    b.CreateRet(ConstantInt::get(i32, MOE_ABI_INVALID_ARGUMENT));
+    b.SetInsertPoint(start);
+  }
   // Save and restore the slot so that a model invoked from inside another
   // invoke on the same thread (never done by moert, but legal) still works.
   Value *previous = b.CreateLoad(ptr, servicesSlot());
@@ -325,6 +464,22 @@ Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
           scalarType, b.CreateInBoundsGEP(scalarType, aligned, offset)));
       continue;
     }
+    if (device && arg.shape.empty() && arg.role == MOE_ABI_INPUT) {
+      // Rank-0 inputs of CUDA models arrive in host memory (moe_abi.h).
+      Value *bytes = ConstantInt::get(i64, elementBytes(arg.dtype));
+      Value *host = b.CreateInBoundsGEP(
+          b.getInt8Ty(), loadField(b, desc, kMemrefAligned, ptr),
+          b.CreateMul(loadField(b, desc, kMemrefOffset, i64), bytes));
+      Value *onDevice = callAllocation(b, bytes, ConstantInt::get(i64, 64));
+      Value *table = b.CreateLoad(ptr, servicesSlot());
+      Value *copy = b.CreateLoad(
+          ptr, b.CreateStructGEP(servicesType(), table, kServicesCudaCopy));
+      b.CreateCall(FunctionType::get(Type::getVoidTy(context),
+                                     {ptr, ptr, ptr, i64}, false),
+                   copy, {servicesContext(b, table), onDevice, host, bytes});
+      operands.append({onDevice, onDevice, ConstantInt::get(i64, 0)});
+      continue;
+    }
     operands.push_back(loadField(b, desc, kMemrefAllocated, ptr));
     operands.push_back(loadField(b, desc, kMemrefAligned, ptr));
     operands.push_back(loadField(b, desc, kMemrefOffset, i64));
@@ -359,6 +514,44 @@ Expected<Function *> Emitter::defineInvoke(const EntrySignature &entry) {
   b.CreateStore(previousRecovery, recoverySlot());
   b.CreateRet(ConstantInt::get(i32, MOE_ABI_OK));
   return invoke;
+}
+
+/// The device fields of moe_abi_model: device_blob, device_blob_size,
+/// num_kernels, kernel_names, device_ptx, device_arch.
+void Emitter::deviceCodeTables(SmallVectorImpl<Constant *> &fields) {
+  Constant *null = ConstantPointerNull::get(ptr);
+  if (!device) {
+    fields.append({null, ConstantInt::get(i64, 0), ConstantInt::get(i32, 0),
+                   null, null, null});
+    return;
+  }
+  Constant *cubin = null;
+  if (!device->cubin.empty()) {
+    Constant *bytes = ConstantDataArray::getRaw(
+        device->cubin, device->cubin.size(), Type::getInt8Ty(context));
+    auto *global = new GlobalVariable(module, bytes->getType(),
+                                      /*isConstant=*/true,
+                                      GlobalValue::PrivateLinkage, bytes,
+                                      ".moe.cubin");
+    // The driver reads ELF headers with aligned loads.
+    global->setAlignment(Align(64));
+    cubin = global;
+  }
+  SmallVector<Constant *> names;
+  for (const std::string &name : device->kernelNames)
+    names.push_back(string(name));
+  Constant *nameTable = null;
+  if (!names.empty()) {
+    ArrayType *type = ArrayType::get(ptr, names.size());
+    nameTable = new GlobalVariable(module, type, /*isConstant=*/true,
+                                   GlobalValue::PrivateLinkage,
+                                   ConstantArray::get(type, names),
+                                   ".moe.kernels");
+  }
+  fields.append({cubin, ConstantInt::get(i64, device->cubin.size()),
+                 ConstantInt::get(i32, names.size()), nameTable,
+                 device->ptx.empty() ? null : string(device->ptx),
+                 string(device->arch)});
 }
 
 Constant *Emitter::string(StringRef text) {
@@ -416,6 +609,12 @@ Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
     if (Error error = defineParallelDispatch(dispatch))
       return error;
 
+  if (device)
+    if (Error error = defineGPURuntime())
+      return error;
+  SmallVector<Constant *> deviceFields;
+  deviceCodeTables(deviceFields);
+
   // { ptr name, i32 num_args, ptr args, ptr invoke }
   StructType *entryType = StructType::get(context, {ptr, i32, ptr, ptr});
   SmallVector<Constant *> entryValues;
@@ -434,7 +633,8 @@ Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
 
   // moe_abi_model
   StructType *modelType = StructType::get(
-      context, {i32, i32, ptr, ptr, i32, ptr, ptr, ptr, i64, i32, ptr});
+      context,
+      {i32, i32, ptr, ptr, i32, ptr, ptr, ptr, i64, i32, ptr, ptr, ptr, i32});
   uint64_t modelSize = module.getDataLayout().getTypeAllocSize(modelType);
   if (modelSize != sizeof(moe_abi_model))
     return createStringError("moe_abi_model is %llu bytes on the target but "
@@ -446,8 +646,10 @@ Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
       {ConstantInt::get(i32, MOE_ABI_VERSION), ConstantInt::get(i32, modelSize),
        string("moec 0.1.0"), string(target),
        ConstantInt::get(i32, entryValues.size()), entryTable, string(json),
-       ConstantPointerNull::get(ptr), ConstantInt::get(i64, 0),
-       ConstantInt::get(i32, 0), ConstantPointerNull::get(ptr)});
+       deviceFields[0], deviceFields[1], deviceFields[2], deviceFields[3],
+       deviceFields[4], deviceFields[5],
+       ConstantInt::get(i32, device ? MOE_ABI_DEVICE_CUDA
+                                    : MOE_ABI_DEVICE_HOST)});
   auto *modelGlobal =
       new GlobalVariable(module, modelType, /*isConstant=*/true,
                          GlobalValue::PrivateLinkage, model, ".moe.model");
@@ -465,8 +667,9 @@ Error Emitter::emit(ArrayRef<EntrySignature> entries, StringRef json) {
 } // namespace
 
 Error addModelABI(Module &module, ArrayRef<EntrySignature> entries,
-                  StringRef target) {
-  return Emitter(module, target).emit(entries, signaturesToJson(entries));
+                  StringRef target, const DeviceCode *deviceCode) {
+  return Emitter(module, target, deviceCode)
+      .emit(entries, signaturesToJson(entries));
 }
 
 } // namespace moec

@@ -4,10 +4,9 @@
 #include "moec/Compiler.h"
 
 #include "dialects/MoE/MoEDialect.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Interfaces/FunctionInterfaces.h"
 
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "lld/Common/Driver.h"
@@ -17,7 +16,11 @@
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
@@ -147,11 +150,104 @@ LogicalResult writeAtomically(ModuleOp module, StringRef path,
   return success();
 }
 
+/// Checks what the CUDA pipeline needs from the toolkit before any work.
+LogicalResult checkCUDAToolkit(ModuleOp module, const CompileOptions &options) {
+  if (!isValidGPUArch(options.gpuArch))
+    return module.emitError() << "unknown GPU architecture '"
+                              << options.gpuArch
+                              << "': expected sm_<number>, e.g. sm_90";
+  llvm::SmallString<256> libdevice(options.cudaToolkit);
+  llvm::sys::path::append(libdevice, "nvvm", "libdevice", "libdevice.10.bc");
+  if (options.cudaToolkit.empty() || !llvm::sys::fs::exists(libdevice))
+    return module.emitError()
+           << "the CUDA target needs libdevice, not found at '" << libdevice
+           << "': pass --cuda-toolkit=<dir> (the directory holding "
+              "nvvm/libdevice)";
+  return success();
+}
+
+/// Assembles `ptx` into a cubin with the toolkit's ptxas, which also
+/// validates it. Returns an empty buffer when the toolkit has no ptxas.
+FailureOr<std::string> assembleCubin(ModuleOp module, StringRef ptx,
+                                     const CompileOptions &options) {
+  llvm::SmallString<256> ptxas(options.cudaToolkit);
+  llvm::sys::path::append(ptxas, "bin", "ptxas");
+  if (!llvm::sys::fs::can_execute(ptxas))
+    return std::string();
+  llvm::SmallString<128> ptxPath, cubinPath, logPath;
+  int fd;
+  if (llvm::sys::fs::createTemporaryFile("moec", "ptx", fd, ptxPath) ||
+      llvm::sys::fs::createTemporaryFile("moec", "cubin", cubinPath) ||
+      llvm::sys::fs::createTemporaryFile("moec", "log", logPath))
+    return module.emitError() << "cannot create temporary files for ptxas";
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os << ptx;
+  }
+  llvm::FileRemover removePTX(ptxPath), removeCubin(cubinPath),
+      removeLog(logPath);
+  std::string arch = "-arch=" + options.gpuArch;
+  std::string ptxasPath = ptxas.str().str();
+  llvm::StringRef args[] = {ptxasPath, arch, "-O3", ptxPath, "-o", cubinPath};
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, logPath,
+                                                logPath};
+  std::string error;
+  int status = llvm::sys::ExecuteAndWait(ptxasPath, args, std::nullopt,
+                                         redirects, 0, 0, &error);
+  if (status != 0) {
+    auto log = llvm::MemoryBuffer::getFile(logPath);
+    return module.emitError()
+           << "ptxas rejected the generated PTX (internal error): "
+           << (error.empty() && log ? (*log)->getBuffer() : StringRef(error));
+  }
+  auto cubin = llvm::MemoryBuffer::getFile(cubinPath, /*IsText=*/false);
+  if (!cubin)
+    return module.emitError() << "ptxas wrote no cubin";
+  return (*cubin)->getBuffer().str();
+}
+
+/// Takes the kernels' PTX out of the gpu.binary that the CUDA pipeline
+/// produced; the model emitter embeds it (and the cubin) in the ABI tables,
+/// and the runtime loads them.
+FailureOr<DeviceCode> extractDeviceCode(ModuleOp module,
+                                        const CompileOptions &options) {
+  DeviceCode code;
+  code.arch = options.gpuArch;
+  llvm::SetVector<StringRef> kernels;
+  module.walk([&](gpu::LaunchFuncOp launch) {
+    kernels.insert(launch.getKernelName().getValue());
+  });
+  code.kernelNames.assign(kernels.begin(), kernels.end());
+  SmallVector<gpu::BinaryOp> binaries(module.getOps<gpu::BinaryOp>());
+  if (binaries.empty())
+    return code; // A model without kernels (all shapes, no arithmetic).
+  if (binaries.size() != 1 || binaries.front().getObjects().size() != 1)
+    return module.emitError()
+           << "internal error: expected one device binary with one object";
+  auto object = cast<gpu::ObjectAttr>(binaries.front().getObjects()[0]);
+  code.ptx = object.getObject().getValue().str();
+  // Unresolved externals would only surface when the driver loads the
+  // module on a GPU; libdevice must have defined every __nv_* function.
+  for (llvm::StringRef line : llvm::split(code.ptx, '\n'))
+    if (line.trim().starts_with(".extern .func"))
+      return module.emitError()
+             << "internal error: the PTX calls an undefined function: "
+             << line.trim();
+  FailureOr<std::string> cubin = assembleCubin(module, code.ptx, options);
+  if (failed(cubin))
+    return failure();
+  code.cubin = std::move(*cubin);
+  return code;
+}
+
 } // namespace
 
 LogicalResult compileModule(ModuleOp module, OutputKind kind,
                             StringRef outputPath,
                             const CompileOptions &options) {
+  bool cuda = options.target == Target::CUDA;
+  if (cuda && failed(checkCUDAToolkit(module, options)))
+    return failure();
   FailureOr<std::unique_ptr<llvm::TargetMachine>> machine =
       createTargetMachine(module, options.cpu);
   if (failed(machine))
@@ -165,6 +261,20 @@ LogicalResult compileModule(ModuleOp module, OutputKind kind,
     return failure();
   if (failed(runPhases(module, Phase::LLVM, options, Phase::Lower)))
     return failure();
+  std::optional<DeviceCode> deviceCode;
+  if (cuda) {
+    FailureOr<DeviceCode> code = extractDeviceCode(module, options);
+    if (failed(code))
+      return failure();
+    deviceCode = std::move(*code);
+  }
+  if (kind == OutputKind::PTX) {
+    if (!cuda)
+      return module.emitError() << "PTX output needs the CUDA target";
+    return writeAtomically(module, outputPath, [&](llvm::raw_ostream &os) {
+      os << deviceCode->ptx;
+    });
+  }
 
   // The moe.* argument attributes have done their job (the signature); LLVM
   // IR has no place for them.
@@ -177,8 +287,6 @@ LogicalResult compileModule(ModuleOp module, OutputKind kind,
       for (StringRef name : {moe::kNameAttr, moe::kRoleAttr, moe::kDimsAttr})
         fn.removeResultAttr(i, StringAttr::get(fn.getContext(), name));
   });
-  registerBuiltinDialectTranslation(*module.getContext());
-  registerLLVMDialectTranslation(*module.getContext());
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule =
       translateModuleToLLVMIR(module, llvmContext, "model");
@@ -187,9 +295,13 @@ LogicalResult compileModule(ModuleOp module, OutputKind kind,
   llvm::TargetMachine &tm = **machine;
   llvmModule->setDataLayout(tm.createDataLayout());
   llvmModule->setTargetTriple(tm.getTargetTriple());
-  std::string target = "cpu " + tm.getTargetTriple().str() + " " +
-                       tm.getTargetCPU().str();
-  if (llvm::Error error = addModelABI(*llvmModule, *entries, target))
+  std::string target = cuda ? "cuda " + options.gpuArch + " host " +
+                                  tm.getTargetTriple().str() + " " +
+                                  tm.getTargetCPU().str()
+                           : "cpu " + tm.getTargetTriple().str() + " " +
+                                 tm.getTargetCPU().str();
+  if (llvm::Error error = addModelABI(*llvmModule, *entries, target,
+                                      deviceCode ? &*deviceCode : nullptr))
     return module.emitError() << llvm::toString(std::move(error));
   optimize(*llvmModule, tm);
 

@@ -1,4 +1,5 @@
 // RUN: moe-opt %s --moe-lower-strided-copies | FileCheck %s
+// RUN: moe-opt %s --moe-lower-strided-copies=all-copies | FileCheck %s --check-prefix=ALL
 
 // A copy into a strided view (a concatenation's slice) becomes linalg.copy.
 // CHECK-LABEL: func.func @into_view
@@ -22,10 +23,14 @@ func.func @from_view(%a: memref<8xf32>, %out: memref<4xf32>) {
   return
 }
 
-// Identity layouts keep memref.copy (lowered to memcpy).
+// Identity layouts keep memref.copy (lowered to memcpy), except for targets
+// whose host cannot touch the memory (all-copies).
 // CHECK-LABEL: func.func @contiguous
 // CHECK: memref.copy
 // CHECK-NOT: linalg.copy
+// ALL-LABEL: func.func @contiguous
+// ALL: linalg.copy ins(%{{.*}} : memref<?x9xf32>) outs(%{{.*}} : memref<?x9xf32>)
+// ALL-NOT: memref.copy
 func.func @contiguous(%a: memref<?x9xf32>, %b: memref<?x9xf32>) {
   memref.copy %a, %b : memref<?x9xf32> to memref<?x9xf32>
   return

@@ -14,7 +14,7 @@
 // IR-DAG: c"x\00"
 // IR-DAG: c"w\00"
 // IR-DAG: c"rows\00"
-// IR-DAG: {\22abi_version\22:1,\22entries\22:[{\22args\22:[{\22dims\22:[\22rows\22,null],\22dtype\22:\22f32\22,\22name\22:\22x\22,\22role\22:\22input\22,\22shape\22:[-1,4]}
+// IR-DAG: {\22abi_version\22:2,\22entries\22:[{\22args\22:[{\22dims\22:[\22rows\22,null],\22dtype\22:\22f32\22,\22name\22:\22x\22,\22role\22:\22input\22,\22shape\22:[-1,4]}
 
 // SYMBOLS-NOT: forward
 // SYMBOLS: T moe_abi_query

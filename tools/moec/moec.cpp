@@ -22,61 +22,83 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <cstdlib>
+
 using namespace mlir;
 namespace cl = llvm::cl;
 
+// moec's own options; --help hides the hundreds that LLVM registers.
+static cl::OptionCategory moecCategory("moec options");
+static const std::string compileToHelp =
+    "Stop after this phase and print the IR: " + moec::phaseNames();
+
 static cl::opt<std::string> inputFilename(cl::Positional,
                                           cl::desc("<model.mlir|model.onnx>"),
-                                          cl::Required);
+                                          cl::Required, cl::cat(moecCategory));
 static cl::opt<std::string> paramsOut(
     "params-out",
     cl::desc("ONNX input: where to write the parameters (the float "
              "initializers) as safetensors (default: the output path with "
              "the extension .safetensors)"),
-    cl::value_desc("path"));
+    cl::value_desc("path"), cl::cat(moecCategory));
 static cl::opt<std::string>
     outputFilename("o", cl::desc("Output file (default: <input>.so, or "
                                  "stdout for IR)"),
-                   cl::value_desc("path"));
-static cl::opt<std::string>
-    compileTo("compile-to",
-              cl::desc("Stop after this phase and print the IR: " +
-                       moec::phaseNames()),
-              cl::value_desc("phase"));
+                   cl::value_desc("path"), cl::cat(moecCategory));
+static cl::opt<std::string> compileTo("compile-to", cl::desc(compileToHelp),
+                                      cl::value_desc("phase"), cl::cat(moecCategory));
 static cl::opt<std::string> emit("emit",
                                  cl::desc("What to produce: mlir (the LLVM "
-                                          "dialect), llvm, obj or so"),
-                                 cl::init("so"));
+                                          "dialect), llvm, obj, so, or ptx "
+                                          "(CUDA kernels)"),
+                                 cl::init("so"), cl::cat(moecCategory));
 static cl::opt<std::string>
-    cpu("cpu", cl::desc("Target CPU (default: the host CPU), e.g. znver3"),
-        cl::value_desc("name"));
+    cpu("cpu",
+        cl::desc("Target CPU of the model's (CUDA: host) code (default: the "
+                 "host CPU), e.g. znver3"),
+        cl::value_desc("name"), cl::cat(moecCategory));
+static cl::opt<std::string>
+    target("target",
+           cl::desc("Where the model runs: cpu, or cuda (NVIDIA GPUs)"),
+           cl::init("cpu"), cl::cat(moecCategory));
+static cl::opt<std::string>
+    gpuArch("gpu-arch",
+            cl::desc("CUDA: the GPU architecture of the kernels (default "
+                     "sm_90); PTX for it also runs on newer GPUs"),
+            cl::init("sm_90"), cl::value_desc("sm_NN"), cl::cat(moecCategory));
+static const std::string cudaToolkitHelp =
+    "CUDA: the toolkit directory (nvvm/libdevice is required, bin/ptxas "
+    "adds a cubin); default: $CUDA_HOME, else " MOEC_DEFAULT_CUDA_TOOLKIT;
+static cl::opt<std::string> cudaToolkit(
+    "cuda-toolkit", cl::desc(cudaToolkitHelp),
+    cl::value_desc("dir"), cl::cat(moecCategory));
 static cl::opt<std::string>
     mode("mode",
          cl::desc("infer: compile the entry points as written; train: also "
                   "emit train_step (forward, loss, backward, gradients)"),
-         cl::init("infer"));
+         cl::init("infer"), cl::cat(moecCategory));
 static cl::opt<std::string> routing(
     "routing",
     cl::desc("Routing of forward and the other entry points: eval (no "
              "router jitter, eval capacity factors) or train; train_step "
              "always trains"),
-    cl::init("eval"));
+    cl::init("eval"), cl::cat(moecCategory));
 static cl::list<std::string>
     freeze("freeze",
            cl::desc("Train mode: parameter groups (router, experts, "
                     "shared_experts, attention, norms, embeddings, head) or "
                     "name globs that are not trained"),
-           cl::CommaSeparated, cl::value_desc("group|glob,..."));
+           cl::CommaSeparated, cl::value_desc("group|glob,..."), cl::cat(moecCategory));
 static cl::opt<double> auxLossCoef(
     "aux-loss-coef",
     cl::desc("Train mode: default weight of the load-balancing loss"),
-    cl::init(0.01));
+    cl::init(0.01), cl::cat(moecCategory));
 static cl::opt<double>
     zLossCoef("z-loss-coef",
               cl::desc("Train mode: default weight of the router z-loss"),
-              cl::init(0.001));
+              cl::init(0.001), cl::cat(moecCategory));
 static cl::opt<bool> printIRAfterAll("print-ir-after-all",
-                                     cl::desc("Print the IR after every pass"));
+                                     cl::desc("Print the IR after every pass"), cl::cat(moecCategory));
 
 /// Diagnostics about imported ONNX models name the input file and the node
 /// (the importer's locations are "node 'name' (OpType)").
@@ -193,6 +215,29 @@ static int run() {
   options.zLossCoef = zLossCoef;
   options.cpu = cpu;
   options.printIRAfterAll = printIRAfterAll;
+  if (target == "cuda") {
+    options.target = moec::Target::CUDA;
+  } else if (target != "cpu") {
+    llvm::errs() << "moec: unknown --target=" << target
+                 << "; expected cpu or cuda\n";
+    return 1;
+  }
+  if (options.target != moec::Target::CUDA &&
+      (gpuArch.getNumOccurrences() || cudaToolkit.getNumOccurrences())) {
+    llvm::errs() << "moec: --gpu-arch and --cuda-toolkit need --target=cuda\n";
+    return 1;
+  }
+  if (!moec::isValidGPUArch(gpuArch)) {
+    llvm::errs() << "moec: unknown --gpu-arch=" << gpuArch
+                 << "; expected sm_<number>, e.g. sm_90\n";
+    return 1;
+  }
+  options.gpuArch = gpuArch;
+  options.cudaToolkit = cudaToolkit;
+  if (options.cudaToolkit.empty()) {
+    const char *home = std::getenv("CUDA_HOME");
+    options.cudaToolkit = home && *home ? home : MOEC_DEFAULT_CUDA_TOOLKIT;
+  }
 
   if (!compileTo.empty()) {
     std::optional<moec::Phase> phase = moec::parsePhase(compileTo);
@@ -218,14 +263,16 @@ static int run() {
     kind = moec::OutputKind::Object;
   else if (emit == "so")
     kind = moec::OutputKind::SharedLibrary;
+  else if (emit == "ptx")
+    kind = moec::OutputKind::PTX;
   else {
     llvm::errs() << "moec: unknown --emit=" << emit
-                 << "; expected mlir, llvm, obj or so\n";
+                 << "; expected mlir, llvm, obj, so or ptx\n";
     return 1;
   }
   std::string path = outputFilename;
   if (path.empty()) {
-    if (*kind == moec::OutputKind::LLVMIR) {
+    if (*kind == moec::OutputKind::LLVMIR || *kind == moec::OutputKind::PTX) {
       path = "-";
     } else {
       llvm::SmallString<256> derived(inputFilename.getValue());
@@ -257,6 +304,7 @@ int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   registerAsmPrinterCLOptions();
   registerMLIRContextCLOptions();
+  cl::HideUnrelatedOptions(moecCategory);
   cl::ParseCommandLineOptions(argc, argv,
                               "moec: compile an MoE model to model.so\n");
   return run();

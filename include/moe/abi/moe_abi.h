@@ -156,6 +156,11 @@ typedef enum moe_abi_status {
  * with services->free) or is a view of memory the caller does not own
  * (for instance a constant inside model.so or an input the result aliases);
  * the caller tells the two apart by remembering what alloc returned.
+ *
+ * CUDA models (model->device == MOE_ABI_DEVICE_CUDA): every descriptor
+ * points to device memory, except rank-0 INPUT arguments, which the model
+ * reads on the host and uploads itself where kernels need them (seeds,
+ * scalar hyperparameters and the like stay cheap to pass).
  * Returns a moe_abi_status.
  *
  * Thread safety: invoke may be called concurrently from several threads with

@@ -1,0 +1,131 @@
+// RUN: moe-opt %s --moe-gpu-map-to-kernels --split-input-file --verify-diagnostics | FileCheck %s
+
+// An outermost parallel loop becomes a kernel over a 1-d grid of 256-thread
+// blocks: the iteration count is the product of the trip counts, each thread
+// delinearises its index (innermost dimension fastest) behind a bounds check.
+// CHECK-LABEL: func.func @grid
+// CHECK-SAME: (%[[A:.*]]: memref<?x64xf32>, %[[B:.*]]: memref<?x64xf32>)
+// CHECK: %[[N:.*]] = memref.dim %[[A]]
+// CHECK: %[[C256:.*]] = arith.constant 256 : index
+// CHECK: %[[BLOCKS:.*]] = arith.ceildivsi %[[TOTAL:.*]], %[[C256]] : index
+// CHECK: %[[GRID:.*]] = arith.maxsi %[[BLOCKS]]
+// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[GRID]], {{.*}} threads(%[[TX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[C256]], {{.*}} module(@moe_kernels) function(@grid_kernel_0)
+// CHECK: %[[BASE:.*]] = arith.muli %[[BX]], %[[C256]]
+// CHECK: %[[LINEAR:.*]] = arith.addi %[[BASE]], %[[TX]]
+// CHECK: %[[IN:.*]] = arith.cmpi ult, %[[LINEAR]], %[[TOTAL]]
+// CHECK: scf.if %[[IN]]
+// CHECK: %[[J:.*]] = arith.remui %[[LINEAR]]
+// CHECK: %[[I:.*]] = arith.divui %[[LINEAR]]
+// CHECK: memref.load %[[A]][%{{.*}}, %{{.*}}]
+// CHECK: memref.store
+// CHECK: gpu.terminator
+// CHECK-NOT: scf.parallel
+func.func @grid(%a: memref<?x64xf32>, %b: memref<?x64xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c64 = arith.constant 64 : index
+  %n = memref.dim %a, %c0 : memref<?x64xf32>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%n, %c64) step (%c1, %c1) {
+    %v = memref.load %a[%i, %j] : memref<?x64xf32>
+    memref.store %v, %b[%i, %j] : memref<?x64xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// Sequential code that touches memory runs on one thread, together with the
+// scalar ops that use its results; the allocation between them stays on the
+// host, and the deallocation waits for the kernel.
+// CHECK-LABEL: func.func @single_thread
+// CHECK: %[[OUT:.*]] = memref.alloc() {alignment = 64 : i64} : memref<f32>
+// CHECK: gpu.launch blocks({{.*}}) in ({{.*}} = %[[ONE:.*]], {{.*}} = %[[ONE]], {{.*}} = %[[ONE]]) threads({{.*}}) in ({{.*}} = %[[ONE]], {{.*}} = %[[ONE]], {{.*}} = %[[ONE]]) module(@moe_kernels) function(@single_thread_kernel_0)
+// CHECK: %[[SUM:.*]] = scf.for
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[SUM]]
+// CHECK: memref.store %[[SCALED]], %[[OUT]][]
+// CHECK: gpu.terminator
+// CHECK: memref.dealloc %[[OUT]]
+func.func @single_thread(%a: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %zero = arith.constant 0.0 : f32
+  %half = arith.constant 0.5 : f32
+  %sum = scf.for %i = %c0 to %c4 step %c1 iter_args(%acc = %zero) -> (f32) {
+    %v = memref.load %a[%i] : memref<4xf32>
+    %next = arith.addf %acc, %v : f32
+    scf.yield %next : f32
+  }
+  %scaled = arith.mulf %sum, %half : f32
+  %out = memref.alloc() {alignment = 64 : i64} : memref<f32>
+  memref.store %scaled, %out[] : memref<f32>
+  memref.dealloc %out : memref<f32>
+  return
+}
+
+// -----
+
+// A host loop whose body holds parallel loops stays on the host and launches
+// a kernel per iteration.
+// CHECK-LABEL: func.func @host_loop
+// CHECK: scf.for %[[E:.*]] =
+// CHECK: %[[SLICE:.*]] = memref.subview %{{.*}}[%[[E]], 0] [1, 8]
+// CHECK: gpu.launch
+// CHECK: memref.store %{{.*}}, %[[SLICE]]
+func.func @host_loop(%a: memref<4x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c8 = arith.constant 8 : index
+  %one = arith.constant 1.0 : f32
+  scf.for %e = %c0 to %c4 step %c1 {
+    %slice = memref.subview %a[%e, 0] [1, 8] [1, 1]
+        : memref<4x8xf32> to memref<8xf32, strided<[1], offset: ?>>
+    scf.parallel (%j) = (%c0) to (%c8) step (%c1) {
+      memref.store %one, %slice[%j] : memref<8xf32, strided<[1], offset: ?>>
+      scf.reduce
+    }
+  }
+  return
+}
+
+// -----
+
+// Constants are copied to device memory and freed before returning.
+memref.global "private" constant @table : memref<4xf32> = dense<[1.0, 2.0, 3.0, 4.0]>
+// CHECK-LABEL: func.func @constant
+// CHECK: %[[HOST:.*]] = memref.get_global @table
+// CHECK: %[[DEVICE:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+// CHECK: %[[DST:.*]] = memref.extract_aligned_pointer_as_index %[[DEVICE]]
+// CHECK: %[[SRC:.*]] = memref.extract_aligned_pointer_as_index %[[HOST]]
+// CHECK: call @__moe_cuda_upload(%[[DST]], %[[SRC]], %{{.*}})
+// CHECK: gpu.launch
+// CHECK: memref.load %[[DEVICE]]
+// CHECK: memref.dealloc %[[DEVICE]]
+// CHECK-NEXT: return
+func.func @constant(%out: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %t = memref.get_global @table : memref<4xf32>
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    %v = memref.load %t[%i] : memref<4xf32>
+    memref.store %v, %out[%i] : memref<4xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// A shape that depends on memory contents would need the host to wait for
+// the device.
+func.func @data_dependent_shape(%counts: memref<4xindex>) {
+  %c0 = arith.constant 0 : index
+  %n = memref.load %counts[%c0] : memref<4xindex>
+  // expected-error @below {{'memref.alloc' op needs a value computed on the device (a data-dependent shape?), which the CUDA target does not support}}
+  %buffer = memref.alloc(%n) : memref<?xf32>
+  memref.dealloc %buffer : memref<?xf32>
+  return
+}
