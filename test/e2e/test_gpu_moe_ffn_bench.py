@@ -135,3 +135,35 @@ def test_small_layer_on_the_cpu_matches_the_reference(moec_path, tmp_path,
     error = rel_error(y, expected, "normwise")
     numerics_report("bench gpu_moe_ffn small layer bf16 on the CPU", error)
     assert error <= BF16, error
+
+
+def test_table_and_plot_of_a_result(tmp_path, capsys):
+    """The report of one shape, with the moec column empty (a moec that
+    cannot compile the layer) and no grouped GEMM, as on a GPU run."""
+    rows = []
+    for tokens in (1, 64):
+        flops = bench.layer_flops(tokens, 1024, 2816, 8, 2)
+        nbytes = bench.layer_bytes(tokens, 1024, 2816, 8, 2)
+        floor = bench.roofline_ms(flops, nbytes, 8e14, 3e12)
+        rows.append({"tokens": tokens, "flops": flops, "bytes": nbytes,
+                     "experts_hit": 2, "experts_hit_uniform": 2.0,
+                     "floor_ms": floor, "bound": "memory", "moec_ms": None,
+                     "torch_loop_ms": 4 * floor,
+                     "torch_grouped_mm_ms": None,
+                     "moec_pct_of_floor": None,
+                     "torch_loop_pct_of_floor": 25.0,
+                     "torch_grouped_mm_pct_of_floor": None,
+                     "moec_rel_error": None})
+    result = {"shape": "small", "d_model": 1024, "d_ff": 2816, "experts": 8,
+              "top_k": 2, "rows": rows,
+              "moec_note": "moec --target=cuda failed: error: ...",
+              "grouped_mm_note": "torch 2.3 has no torch._grouped_mm"}
+    bench.print_table(result)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("small: d_model 1024, d_ff 2816, 8 experts")
+    assert out[3].split()[0] == "1" and out[3].split()[2] == "-"
+    assert "25.0" in out[3].split()
+    assert out[-1] == "  note: torch 2.3 has no torch._grouped_mm"
+    plot = tmp_path / "plot.png"
+    if bench.plot([result, result], plot):
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
