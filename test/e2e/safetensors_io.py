@@ -32,13 +32,18 @@ def read_safetensors(path):
     return tensors
 
 
-def write_safetensors(path, tensors):
-    """Writes {name: ndarray}; each array keeps its dtype."""
+def write_safetensors(path, tensors, bf16=()):
+    """Writes {name: ndarray}; each array keeps its dtype, except that the
+    names in `bf16` hold raw 16-bit patterns (uint16, as read) written as
+    BF16."""
     header, offset, blobs = {}, 0, []
     for name, array in tensors.items():
         array = np.ascontiguousarray(array)
         blob = array.tobytes()
-        header[name] = {"dtype": NAMES[array.dtype],
+        if name in bf16:
+            assert array.dtype == np.uint16, (name, array.dtype)
+        header[name] = {"dtype": "BF16" if name in bf16 else
+                        NAMES[array.dtype],
                         "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         offset += len(blob)
