@@ -139,7 +139,7 @@ using namespace moec::lowering;
 namespace {
 
 /// Lowers one fine-grained op; returns its replacement values.
-SmallVector<Value> lowerOp(IB &b, Operation *op) {
+SmallVector<Value> lowerOp(IB &b, Operation *op, bool expertRows) {
   return llvm::TypeSwitch<Operation *, SmallVector<Value>>(op)
       .Case([&](moec::moe::GateOp o) { return lowerGate(b, o); })
       .Case([&](moec::moe::TokenChoiceOp o) { return lowerTokenChoice(b, o); })
@@ -147,7 +147,9 @@ SmallVector<Value> lowerOp(IB &b, Operation *op) {
           [&](moec::moe::ExpertChoiceOp o) { return lowerExpertChoice(b, o); })
       .Case([&](moec::moe::DispatchOp o) { return lowerDispatch(b, o); })
       .Case([&](moec::moe::PermuteOp o) { return lowerPermute(b, o); })
-      .Case([&](moec::moe::ExpertFFNOp o) { return lowerExpertFFN(b, o); })
+      .Case([&](moec::moe::ExpertFFNOp o) {
+        return expertRows ? lowerExpertFFNByRows(b, o) : lowerExpertFFN(b, o);
+      })
       .Case([&](moec::moe::CombineOp o) { return lowerCombine(b, o); })
       .Case(
           [&](moec::moe::SharedExpertOp o) { return lowerSharedExpert(b, o); })
@@ -182,6 +184,8 @@ SmallVector<Value> lowerOp(IB &b, Operation *op) {
 
 struct ConvertMoEToLinalg
     : moec::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalg> {
+  using ConvertMoEToLinalgBase::ConvertMoEToLinalgBase;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *context = &getContext();
@@ -206,7 +210,7 @@ struct ConvertMoEToLinalg
     for (Operation *op : ops) {
       rewriter.setInsertionPoint(op);
       IB b(op->getLoc(), rewriter);
-      SmallVector<Value> replacements = lowerOp(b, op);
+      SmallVector<Value> replacements = lowerOp(b, op, expertRows);
       if (replacements.size() != op->getNumResults()) {
         op->emitOpError() << "has no lowering to linalg";
         return signalPassFailure();

@@ -33,7 +33,6 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
-#include "mlir/Transforms/RegionUtils.h"
 
 namespace moec {
 #define GEN_PASS_DEF_MOEGPUMAPTOKERNELS
@@ -71,10 +70,29 @@ bool containsParallelLoop(Operation *op) {
       .wasInterrupted();
 }
 
-/// Every value defined outside `op` and used by it or inside it.
+/// Whether `op` holds memory reads that are not inside a parallel loop: its
+/// control may then depend on memory contents, which the host cannot see.
+bool readsMemoryOutsideParallelLoops(Operation *op) {
+  WalkResult result = op->walk<WalkOrder::PreOrder>([&](Operation *inner) {
+    if (isa<scf::ParallelOp>(inner))
+      return WalkResult::skip();
+    auto effects = dyn_cast<MemoryEffectOpInterface>(inner);
+    if (inner != op && effects && effects.hasEffect<MemoryEffects::Read>())
+      return WalkResult::interrupt();
+    return WalkResult::advance();
+  });
+  return result.wasInterrupted();
+}
+
+/// Every value defined outside `op` and used by it or inside it. (Not
+/// getUsedValuesDefinedAbove: values already moved into an earlier kernel
+/// are no longer "above", and those are the ones to catch.)
 void collectUsedValues(Operation *op, llvm::SetVector<Value> &values) {
-  values.insert(op->getOperands().begin(), op->getOperands().end());
-  getUsedValuesDefinedAbove(op->getRegions(), values);
+  op->walk([&](Operation *inner) {
+    for (Value operand : inner->getOperands())
+      if (!op->isAncestor(operand.getParentRegion()->getParentOp()))
+        values.insert(operand);
+  });
 }
 
 class KernelBuilder {
@@ -113,6 +131,7 @@ private:
   LogicalResult mapBlock(Block &block) {
     Group group;
     for (Operation &op : llvm::make_early_inc_range(block)) {
+
       // Values of an earlier group live inside its kernel: nothing after it
       // may use them.
       {
@@ -121,8 +140,8 @@ private:
         for (Value value : used)
           if (deviceValues.contains(value))
             return op.emitOpError()
-                   << "uses a value that an earlier kernel computed; the "
-                      "CUDA target cannot pass scalars between kernels yet";
+                   << "uses, on the host, a value that a kernel computed; "
+                      "the CUDA target does not support this yet";
       }
       if (op.hasTrait<OpTrait::IsTerminator>()) {
         if (group.uses(&op))
@@ -132,7 +151,8 @@ private:
         continue;
       }
       if (auto loop = dyn_cast<scf::ParallelOp>(op)) {
-        if (group.uses(&op))
+        if (llvm::any_of(op.getOperands(),
+                         [&](Value v) { return group.values.contains(v); }))
           return op.emitOpError()
                  << "has bounds that depend on values computed on the "
                     "device, which the CUDA target does not support";
@@ -141,8 +161,12 @@ private:
           return failure();
         continue;
       }
+      // Loops such as combine's scatter-add read routing data to decide
+      // what to do: they run on one thread, inner parallel loops included.
       bool hostControl = isa<scf::ForOp, scf::IfOp>(op) &&
-                         op.getNumResults() == 0 && containsParallelLoop(&op);
+                         op.getNumResults() == 0 &&
+                         containsParallelLoop(&op) &&
+                         !readsMemoryOutsideParallelLoops(&op);
       if (hostControl) {
         if (group.uses(&op))
           return op.emitOpError()
@@ -219,8 +243,34 @@ private:
     auto terminator = gpu::TerminatorOp::create(b, loc);
     for (Operation *op : group.ops)
       op->moveBefore(terminator);
-    for (Value value : group.values)
-      deviceValues.insert(value);
+    // Scalars that later kernels read (CSE hoists loads of routing data out
+    // of loops) travel through one-element device buffers; the host itself
+    // never gets them (deviceValues catches host uses).
+    for (Value value : group.values) {
+      SmallVector<OpOperand *> later;
+      for (OpOperand &use : value.getUses())
+        if (!launch->isAncestor(use.getOwner()) &&
+            use.getOwner()->getBlock() != launch->getBlock())
+          later.push_back(&use);
+      if (later.empty() || !MemRefType::isValidElementType(value.getType())) {
+        deviceValues.insert(value);
+        continue;
+      }
+      OpBuilder host(launch);
+      auto buffer = memref::AllocOp::create(
+          host, loc, MemRefType::get({}, value.getType()));
+      OpBuilder device(terminator);
+      memref::StoreOp::create(device, loc, value, buffer);
+      for (OpOperand *use : later) {
+        OpBuilder reader(use->getOwner());
+        use->set(memref::LoadOp::create(reader, loc, buffer.getResult(),
+                                        ValueRange{}));
+      }
+      // Every use is in this block (or nested in it): free before its end.
+      OpBuilder end(launch->getBlock()->getTerminator());
+      memref::DeallocOp::create(end, loc, buffer);
+      deviceValues.insert(value); // Any host use left is an error.
+    }
     group = Group();
   }
 

@@ -312,7 +312,18 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
 
     becomes a `linalg.generic` over `[R, D]` whose body reads
     `tensor.extract %x[%token, %d]` (or yields 0 when `%token` is -1).
+
+    With `expert-rows` (the CUDA pipeline), `moe.expert_ffn` is instead one
+    grouped product per matmul over all rows, each row reading its own
+    expert's weights (found from the offsets): no loop over experts and no
+    slice whose size depends on the routing, which a GPU host could only
+    know by waiting for the device.
   }];
+  let options = [
+    Option<"expertRows", "expert-rows", "bool", /*default=*/"false",
+           "Lower moe.expert_ffn to grouped products over rows instead of "
+           "a loop over experts (GPU targets)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
@@ -399,7 +410,8 @@ def MoEGPUMapToKernels : Pass<"moe-gpu-map-to-kernels", "::mlir::ModuleOp"> {
       together with the scalar ops that consume their results, up to the
       next parallel loop or deallocation;
     - `scf.for` and `scf.if` without results whose bodies contain parallel
-      loops stay on the host and launch kernels from their bodies;
+      loops, and read memory only inside them, stay on the host and launch
+      kernels from their bodies (the others run on one thread);
     - every `memref.get_global` becomes a device buffer filled through
       `@__moe_cuda_upload(dst, src, bytes)` (defined by the model emitter
       over the runtime's `cuda_copy`) and freed before returning unless it

@@ -34,6 +34,10 @@ public:
     services.free = release;
     services.parallel_for = parallelFor;
     services.num_threads = pool.size();
+    services.device = MOE_ABI_DEVICE_HOST;
+    services.cuda_function = nullptr;
+    services.cuda_launch = nullptr;
+    services.cuda_copy = nullptr;
   }
 
   ~InvokeContext() {

@@ -56,7 +56,8 @@ const PhaseInfo kPhases[] = {
     {Phase::Autodiff, "autodiff", "", ""},
     {Phase::Lower, "lower",
      "func.func(convert-nn-to-linalg),convert-moe-to-linalg,canonicalize,cse",
-     "func.func(convert-nn-to-linalg),convert-moe-to-linalg,canonicalize,cse"},
+     "func.func(convert-nn-to-linalg),convert-moe-to-linalg{expert-rows},"
+     "canonicalize,cse"},
     {Phase::Bufferize, "bufferize",
      "func.func(linalg-fuse-elementwise-ops),moe-cpu-tile-and-vectorize,"
      "loop-invariant-subset-hoisting,func.func(lower-vector-mask),canonicalize,"
@@ -67,7 +68,8 @@ const PhaseInfo kPhases[] = {
      "func.func(linalg-fuse-elementwise-ops),canonicalize,cse,"
      "one-shot-bufferize{bufferize-function-boundaries "
      "function-boundary-type-conversion=identity-layout-map},"
-     "canonicalize,buffer-deallocation-pipeline,canonicalize"},
+     "canonicalize,func.func(buffer-hoisting,buffer-loop-hoisting),"
+     "buffer-deallocation-pipeline,canonicalize"},
     {Phase::Codegen, "codegen",
      "convert-bufferization-to-memref,"
      "func.func(moe-lower-strided-copies,convert-linalg-to-loops,"

@@ -173,6 +173,115 @@ SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op) {
       })};
 }
 
+/// The expert of every row of the permuted input: e where offsets[e] <= row
+/// < offsets[e+1], or E for rows outside every segment (padding).
+static Value rowExperts(IB &b, Value offsets, Value rows, Value experts) {
+  Type i32 = b.getI32Type();
+  auto type = RankedTensorType::get({ShapedType::kDynamic}, i32);
+  return generic(
+      b, empty(b, type, {rows}), {}, {projection(b, 1, {0})}, {kPar},
+      [&](IB &nb, ValueRange) {
+        Value row = loopIndex(nb, 0);
+        Value first = toIndex(nb, extract(nb, offsets, {cIdx(nb, 0)}));
+        Value end = toIndex(nb, extract(nb, offsets, {experts}));
+        Value before = forLoop1(
+            nb, cIdx(nb, 0), experts, cIdx(nb, 0),
+            [&](IB &lb, Value e, ValueRange acc) {
+              Value next = toIndex(
+                  lb, extract(lb, offsets, {addI(lb, e, cIdx(lb, 1))}));
+              Value passed = cmpI(lb, arith::CmpIPredicate::sle, next, row);
+              return SmallVector<Value>{
+                  select(lb, passed, addI(lb, acc[0], cIdx(lb, 1)), acc[0])};
+            });
+        Value inside =
+            andI(nb, cmpI(nb, arith::CmpIPredicate::sle, first, row),
+                 cmpI(nb, arith::CmpIPredicate::slt, row, end));
+        Value expert = select(nb, inside, before, experts);
+        return arith::IndexCastOp::create(nb, nb.getI32Type(), expert)
+            .getResult();
+      });
+}
+
+/// out[r, n] = sum_k lhs[r, k] * weights[expert[r], k, n] in f32; padding
+/// rows (expert E) read expert 0 and are zeroed by the caller.
+static Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert,
+                           Value rows, Value columns) {
+  auto type = RankedTensorType::get(
+      {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
+  Value last = subI(b, dim(b, weights, 0), cIdx(b, 1));
+  return generic(
+      b, filled(b, type, {rows, columns}, cF32(b, 0.0)), {lhs, expert},
+      {projection(b, 3, {0, 2}), projection(b, 3, {0}),
+       projection(b, 3, {0, 1})},
+      {kPar, kPar, IteratorType::reduction}, [&](IB &nb, ValueRange args) {
+        Value e = minSI(nb, toIndex(nb, args[1]), last);
+        Value w = extract(nb, weights, {e, loopIndex(nb, 2), loopIndex(nb, 1)});
+        return arith::AddFOp::create(
+            nb, args[2],
+            arith::MulFOp::create(nb, toF32(nb, args[0]), toF32(nb, w)));
+      });
+}
+
+SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
+  Value x = op.getInput(), offsets = op.getOffsets();
+  Value fc1 = op.getFc1(), fc2 = op.getFc2(), fc3 = op.getFc3();
+  Value fc1Bias = op.getFc1Bias(), fc2Bias = op.getFc2Bias(),
+        fc3Bias = op.getFc3Bias();
+  RankedTensorType type = op.getResult().getType();
+  Type element = type.getElementType();
+  FFNActivation activation = ffnActivationOf(op);
+  Value rows = dim(b, x, 0);
+  Value experts = dim(b, fc1, 0), hidden = dim(b, fc1, 2),
+        out = dim(b, fc2, 2);
+  Value expert = rowExperts(b, offsets, rows, experts);
+  Value last = subI(b, experts, cIdx(b, 1));
+  auto biasOf = [&](IB &nb, Value bias, Value e, Value column) {
+    return toF32(nb, extract(nb, bias, {e, column}));
+  };
+
+  Value h1 = groupedMatmul(b, x, fc1, expert, rows, hidden);
+  Value h3 = fc3 ? groupedMatmul(b, x, fc3, expert, rows, hidden) : Value();
+  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
+  SmallVector<Value> inputs = {h1, expert};
+  SmallVector<AffineMap> maps = {id, row, id};
+  if (h3) {
+    inputs.push_back(h3);
+    maps.insert(maps.begin() + 2, id);
+  }
+  Value h = generic(
+      b, empty(b, cast<RankedTensorType>(h1.getType()), {rows, hidden}),
+      inputs, maps, {kPar, kPar}, [&](IB &nb, ValueRange args) {
+        Value e = minSI(nb, toIndex(nb, args[1]), last);
+        Value column = loopIndex(nb, 1);
+        Value v = args[0];
+        if (fc1Bias)
+          v = arith::AddFOp::create(nb, v, biasOf(nb, fc1Bias, e, column));
+        v = activate(nb, v, activation);
+        if (h3) {
+          Value linear = args[2];
+          if (fc3Bias)
+            linear = arith::AddFOp::create(nb, linear,
+                                           biasOf(nb, fc3Bias, e, column));
+          v = arith::MulFOp::create(nb, v, gatedFactor(nb, linear, activation));
+        }
+        return v;
+      });
+  Value y = groupedMatmul(b, h, fc2, expert, rows, out);
+  return {generic(
+      b, empty(b, type, {rows, out}), {y, expert}, {id, row, id},
+      {kPar, kPar}, [&](IB &nb, ValueRange args) {
+        Value valid = cmpI(nb, arith::CmpIPredicate::slt,
+                           toIndex(nb, args[1]), experts);
+        Value v = args[0];
+        if (fc2Bias)
+          v = arith::AddFOp::create(
+              nb, v,
+              biasOf(nb, fc2Bias, minSI(nb, toIndex(nb, args[1]), last),
+                     loopIndex(nb, 1)));
+        return fromF32(nb, select(nb, valid, v, cF32(nb, 0.0)), element);
+      })};
+}
+
 //===----------------------------------------------------------------------===//
 // moe.combine
 //===----------------------------------------------------------------------===//

@@ -22,6 +22,10 @@ SmallVector<Value> lowerDispatch(IB &b, moe::DispatchOp op);
 // Rows and experts (Experts.cpp).
 SmallVector<Value> lowerPermute(IB &b, moe::PermuteOp op);
 SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op);
+/// The same FFNs as one grouped product per matmul over all rows, each row
+/// reading its own expert's weights: no loop over experts and no slice
+/// whose size depends on the routing (GPU targets).
+SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op);
 SmallVector<Value> lowerCombine(IB &b, moe::CombineOp op);
 SmallVector<Value> lowerSharedExpert(IB &b, moe::SharedExpertOp op);
 

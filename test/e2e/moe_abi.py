@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 DYNAMIC = -1
 # NumPy has no bfloat16: bf16 arguments travel as their raw 16-bit patterns.
 DTYPES = {1: np.float32, 2: np.float16, 3: np.uint16, 4: np.float64,
@@ -51,7 +51,10 @@ class _Model(ctypes.Structure):
                 ("device_blob", ctypes.c_void_p),
                 ("device_blob_size", ctypes.c_uint64),
                 ("num_kernels", ctypes.c_int32),
-                ("kernel_names", ctypes.POINTER(ctypes.c_char_p))]
+                ("kernel_names", ctypes.POINTER(ctypes.c_char_p)),
+                ("device_ptx", ctypes.c_char_p),
+                ("device_arch", ctypes.c_char_p),
+                ("device", ctypes.c_int32)]
 
 
 _Alloc = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
@@ -67,7 +70,13 @@ class _Services(ctypes.Structure):
                 ("struct_size", ctypes.c_uint32),
                 ("context", ctypes.c_void_p), ("alloc", _Alloc),
                 ("free", _Free), ("parallel_for", _ParallelFor),
-                ("num_threads", ctypes.c_int32)]
+                ("num_threads", ctypes.c_int32),
+                # A host runtime: device 0 (MOE_ABI_DEVICE_HOST), no CUDA
+                # services (ctypes zero-fills the pointers).
+                ("device", ctypes.c_int32),
+                ("cuda_function", ctypes.c_void_p),
+                ("cuda_launch", ctypes.c_void_p),
+                ("cuda_copy", ctypes.c_void_p)]
 
 
 def _memref_type(rank):

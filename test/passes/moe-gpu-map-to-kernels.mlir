@@ -129,3 +129,32 @@ func.func @data_dependent_shape(%counts: memref<4xindex>) {
   memref.dealloc %buffer : memref<?xf32>
   return
 }
+
+// -----
+
+// A scalar that a later kernel reads (CSE hoists such loads of routing data
+// out of loops) travels through a one-element device buffer.
+// CHECK-LABEL: func.func @scalar_between_kernels
+// CHECK: %[[CARRY:.*]] = memref.alloc() : memref<i32>
+// CHECK: gpu.launch
+// CHECK: %[[V:.*]] = memref.load %{{.*}}[%{{.*}}] : memref<9xi32>
+// CHECK: memref.store %[[V]], %[[CARRY]][] : memref<i32>
+// CHECK: gpu.launch
+// CHECK: %[[AGAIN:.*]] = memref.load %[[CARRY]][] : memref<i32>
+// CHECK: arith.index_cast %[[AGAIN]]
+// CHECK: memref.dealloc %[[CARRY]]
+// CHECK-NEXT: return
+func.func @scalar_between_kernels(%a: memref<9xi32>, %o: memref<i64>, %n: index, %out: memref<?xindex>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %v = memref.load %a[%c8] : memref<9xi32>
+  %w = arith.extsi %v : i32 to i64
+  memref.store %w, %o[] : memref<i64>
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    %x = arith.index_cast %v : i32 to index
+    memref.store %x, %out[%i] : memref<?xindex>
+    scf.reduce
+  }
+  return
+}

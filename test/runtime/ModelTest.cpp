@@ -150,7 +150,7 @@ TEST(Model, RejectsLibraryWithoutQuerySymbol) {
 TEST(Model, RejectsOtherAbiVersion) {
   expectError([] { moert::Model::load(fixture("bad_version")); },
               MOE_STATUS_INCOMPATIBLE_MODEL,
-              {"bad_version.so", "ABI version 99", "implements version 1"});
+              {"bad_version.so", "ABI version 99", "implements version 2"});
 }
 
 struct TableDefect {
