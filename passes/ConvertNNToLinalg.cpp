@@ -102,10 +102,8 @@ struct BinaryOpLowering : OpConversionPattern<SourceOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     RankedTensorType type = op.getType();
-    ValueRange operands = adaptor.getOperands();
-    BroadcastLoops loops = broadcastLoops(rewriter, loc, type, operands);
-    Value result = buildElementwise(
-        rewriter, loc, operands, loops.maps, loops.sizes, type.getElementType(),
+    Value result = buildBroadcastElementwise(
+        rewriter, loc, type, adaptor.getOperands(),
         [](OpBuilder &b, Location loc, ValueRange args) -> Value {
           if constexpr (std::is_void_v<IntegerOp>)
             return FloatOp::create(b, loc, args[0], args[1]);

@@ -116,9 +116,7 @@ private:
     SmallVector<Operation *> ops;
     llvm::DenseSet<Value> values; // Results of the ops.
 
-    bool uses(Operation *op) const {
-      llvm::SetVector<Value> used;
-      collectUsedValues(op, used);
+    bool usesAny(ArrayRef<Value> used) const {
       return llvm::any_of(used, [&](Value v) { return values.contains(v); });
     }
     void add(Operation *op) {
@@ -131,20 +129,17 @@ private:
   LogicalResult mapBlock(Block &block) {
     Group group;
     for (Operation &op : llvm::make_early_inc_range(block)) {
-
+      llvm::SetVector<Value> usedSet;
+      collectUsedValues(&op, usedSet);
+      ArrayRef<Value> used = usedSet.getArrayRef();
       // Values of an earlier group live inside its kernel: nothing after it
       // may use them.
-      {
-        llvm::SetVector<Value> used;
-        collectUsedValues(&op, used);
-        for (Value value : used)
-          if (deviceValues.contains(value))
-            return op.emitOpError()
-                   << "uses, on the host, a value that a kernel computed; "
-                      "the CUDA target does not support this yet";
-      }
+      if (llvm::any_of(used, [&](Value v) { return deviceValues.contains(v); }))
+        return op.emitOpError()
+               << "uses, on the host, a value that a kernel computed; the "
+                  "CUDA target does not support this yet";
       if (op.hasTrait<OpTrait::IsTerminator>()) {
-        if (group.uses(&op))
+        if (group.usesAny(used))
           return op.emitOpError()
                  << "returns a value computed on the device";
         flush(group);
@@ -168,7 +163,7 @@ private:
                          containsParallelLoop(&op) &&
                          !readsMemoryOutsideParallelLoops(&op);
       if (hostControl) {
-        if (group.uses(&op))
+        if (group.usesAny(used))
           return op.emitOpError()
                  << "is controlled by values computed on the device, which "
                     "the CUDA target does not support";
@@ -189,7 +184,7 @@ private:
       // A host op: allocation, views, shape arithmetic. Scalar ops on the
       // group's values join the group; deallocations end it (the group's
       // ops may still use the memory).
-      if (!group.uses(&op)) {
+      if (!group.usesAny(used)) {
         if (isa<memref::DeallocOp>(op))
           flush(group);
         continue;

@@ -24,6 +24,21 @@ RankedTensorType tensorType(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
 
+/// The hidden value of one element: activate(z1 + b1) * gatedFactor(z3 + b3),
+/// where z3 (with b3) is null for ungated FFNs and any bias may be null;
+/// every operand is f32 except the biases, which are widened.
+Value hiddenActivation(IB &b, Value z1, Value z3, Value bias1, Value bias3,
+                       const FFNActivation &activation) {
+  if (bias1)
+    z1 = arith::AddFOp::create(b, z1, toF32(b, bias1));
+  Value v = activate(b, z1, activation);
+  if (!z3)
+    return v;
+  if (bias3)
+    z3 = arith::AddFOp::create(b, z3, toF32(b, bias3));
+  return arith::MulFOp::create(b, v, gatedFactor(b, z3, activation));
+}
+
 /// The FFN of one expert on `rows` x [n, D]: fc1/fc3 [D, F], fc2 [F, Dout],
 /// biases [F] / [Dout] (any may be null except fc1, fc2), computed in f32.
 /// The result, [n, Dout] narrowed to dest's element type, is written into
@@ -55,18 +70,9 @@ Value ffn(IB &b, Value x, Value n, Value fc1, Value fc2, Value fc3,
   Value h = generic(
       b, empty(b, tensorType(h1), {n, hidden}), inputs, maps, {kPar, kPar},
       [&](IB &nb, ValueRange args) {
-        Value v = args[0];
-        if (b1 >= 0)
-          v = arith::AddFOp::create(nb, v, toF32(nb, args[b1]));
-        v = activate(nb, v, activation);
-        if (i3 >= 0) {
-          Value linear = args[i3];
-          if (b3 >= 0)
-            linear = arith::AddFOp::create(nb, linear, toF32(nb, args[b3]));
-          v = arith::MulFOp::create(nb, v,
-                                    gatedFactor(nb, linear, activation));
-        }
-        return v;
+        auto arg = [&](int i) { return i >= 0 ? args[i] : Value(); };
+        return hiddenActivation(nb, args[0], arg(i3), arg(b1), arg(b3),
+                                activation);
       });
   if (!fc2Bias && element.isF32()) {
     Value zeros =
@@ -235,9 +241,6 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
         out = dim(b, fc2, 2);
   Value expert = rowExperts(b, offsets, rows, experts);
   Value last = subI(b, experts, cIdx(b, 1));
-  auto biasOf = [&](IB &nb, Value bias, Value e, Value column) {
-    return toF32(nb, extract(nb, bias, {e, column}));
-  };
 
   Value h1 = groupedMatmul(b, x, fc1, expert, rows, hidden);
   Value h3 = fc3 ? groupedMatmul(b, x, fc3, expert, rows, hidden) : Value();
@@ -253,18 +256,11 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
       inputs, maps, {kPar, kPar}, [&](IB &nb, ValueRange args) {
         Value e = minSI(nb, toIndex(nb, args[1]), last);
         Value column = loopIndex(nb, 1);
-        Value v = args[0];
-        if (fc1Bias)
-          v = arith::AddFOp::create(nb, v, biasOf(nb, fc1Bias, e, column));
-        v = activate(nb, v, activation);
-        if (h3) {
-          Value linear = args[2];
-          if (fc3Bias)
-            linear = arith::AddFOp::create(nb, linear,
-                                           biasOf(nb, fc3Bias, e, column));
-          v = arith::MulFOp::create(nb, v, gatedFactor(nb, linear, activation));
-        }
-        return v;
+        auto bias = [&](Value table) {
+          return table ? extract(nb, table, {e, column}) : Value();
+        };
+        return hiddenActivation(nb, args[0], h3 ? args[2] : Value(),
+                                bias(fc1Bias), bias(fc3Bias), activation);
       });
   Value y = groupedMatmul(b, h, fc2, expert, rows, out);
   return {generic(
@@ -276,8 +272,9 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
         if (fc2Bias)
           v = arith::AddFOp::create(
               nb, v,
-              biasOf(nb, fc2Bias, minSI(nb, toIndex(nb, args[1]), last),
-                     loopIndex(nb, 1)));
+              toF32(nb, extract(nb, fc2Bias,
+                                {minSI(nb, toIndex(nb, args[1]), last),
+                                 loopIndex(nb, 1)})));
         return fromF32(nb, select(nb, valid, v, cF32(nb, 0.0)), element);
       })};
 }

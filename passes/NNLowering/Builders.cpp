@@ -243,6 +243,15 @@ Value buildElementwise(OpBuilder &b, Location loc, ValueRange inputs,
       .front();
 }
 
+Value buildBroadcastElementwise(OpBuilder &b, Location loc,
+                                RankedTensorType type, ValueRange operands,
+                                ScalarFn body) {
+  BroadcastLoops loops = broadcastLoops(b, loc, type, operands);
+  Value result = buildElementwise(b, loc, operands, loops.maps, loops.sizes,
+                                  type.getElementType(), body);
+  return castToType(b, loc, result, type);
+}
+
 Value buildReduction(OpBuilder &b, Location loc, Value input, int64_t axis,
                      double init, ValueRange extras, ScalarFn combine) {
   MLIRContext *context = b.getContext();

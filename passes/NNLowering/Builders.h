@@ -155,6 +155,12 @@ Value buildElementwise(OpBuilder &b, Location loc, ValueRange inputs,
                        ArrayRef<OpFoldResult> sizes, Type elementType,
                        ScalarFn body);
 
+/// The elementwise op of result `type` over `operands` that broadcast
+/// together (numpy): broadcastLoops + buildElementwise, cast to `type`.
+Value buildBroadcastElementwise(OpBuilder &b, Location loc,
+                                RankedTensorType type, ValueRange operands,
+                                ScalarFn body);
+
 /// Reduces `input` over dimension `axis` into a compute-type tensor of the
 /// other dimensions, starting from `init`. `extras` have the result's shape
 /// and are read at the same position. `combine` receives the (extended)

@@ -255,14 +255,13 @@ struct WhereOpLowering : OpConversionPattern<WhereOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     RankedTensorType type = op.getType();
-    ValueRange operands = adaptor.getOperands();
-    BroadcastLoops loops = broadcastLoops(rewriter, loc, type, operands);
-    Value result = buildElementwise(
-        rewriter, loc, operands, loops.maps, loops.sizes, type.getElementType(),
-        [](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          return arith::SelectOp::create(b, loc, args[0], args[1], args[2]);
-        });
-    rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
+    rewriter.replaceOp(
+        op, buildBroadcastElementwise(
+                rewriter, loc, type, adaptor.getOperands(),
+                [](OpBuilder &b, Location loc, ValueRange args) -> Value {
+                  return arith::SelectOp::create(b, loc, args[0], args[1],
+                                                 args[2]);
+                }));
     return success();
   }
 };
@@ -297,15 +296,13 @@ struct CompareOpLowering : OpConversionPattern<CompareOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     RankedTensorType type = op.getType();
-    SmallVector<Value> operands = {adaptor.getLhs(), adaptor.getRhs()};
-    BroadcastLoops loops = broadcastLoops(rewriter, loc, type, operands);
     ComparePredicate predicate = op.getPredicate();
-    Value result = buildElementwise(
-        rewriter, loc, operands, loops.maps, loops.sizes, type.getElementType(),
-        [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
-          return compareScalars(b, loc, predicate, args[0], args[1]);
-        });
-    rewriter.replaceOp(op, castToType(rewriter, loc, result, type));
+    rewriter.replaceOp(
+        op, buildBroadcastElementwise(
+                rewriter, loc, type, {adaptor.getLhs(), adaptor.getRhs()},
+                [&](OpBuilder &b, Location loc, ValueRange args) -> Value {
+                  return compareScalars(b, loc, predicate, args[0], args[1]);
+                }));
     return success();
   }
 };
