@@ -103,16 +103,16 @@ std::string Driver::errorName(CUresult result) const {
   return fmt::format("CUDA error {}", result);
 }
 
-std::string Driver::failure(std::string_view operation,
-                            CUresult result) const {
+std::string Driver::failure(std::string_view operation, CUresult result) const {
   return fmt::format("{} failed: {}", operation, errorName(result));
 }
 
 void Driver::check(CUresult result, std::string_view operation) const {
   if (result != CUDA_SUCCESS)
-    throw Error(result == CUDA_ERROR_OUT_OF_MEMORY ? MOE_STATUS_OUT_OF_MEMORY
-                                                   : MOE_STATUS_DEVICE_ERROR,
-                failure(operation, result));
+    throw DriverError(result == CUDA_ERROR_OUT_OF_MEMORY
+                          ? MOE_STATUS_OUT_OF_MEMORY
+                          : MOE_STATUS_DEVICE_ERROR,
+                      failure(operation, result));
 }
 
 const Driver &driver() {
@@ -145,7 +145,7 @@ std::shared_ptr<Device> Device::open(int32_t ordinal) {
   return device;
 }
 
-Device::Device(const Driver &api, int32_t ordinal) : api(api), index(ordinal) {
+Device::Device(const Driver &api, int32_t ordinal) : api(api) {
   int count = 0;
   api.check(api.cuDeviceGetCount(&count), "cuDeviceGetCount");
   if (count == 0)
@@ -279,10 +279,10 @@ Module::Module(std::shared_ptr<Device> owner, const moe_abi_model &model,
     }
     // Typically CUDA_ERROR_NO_BINARY_FOR_GPU: a cubin for another
     // architecture. The PTX is what the driver can compile for this one.
-    cubinFailure = api.failure(
-        fmt::format("cuModuleLoadDataEx(cubin for {})",
-                    model.device_arch ? model.device_arch : "?"),
-        cubin.result);
+    cubinFailure =
+        api.failure(fmt::format("cuModuleLoadDataEx(cubin for {})",
+                                model.device_arch ? model.device_arch : "?"),
+                    cubin.result);
   }
   ImageLoad ptx = loadImage(api, model.device_ptx);
   if (ptx.result != CUDA_SUCCESS) {
@@ -299,7 +299,6 @@ Module::Module(std::shared_ptr<Device> owner, const moe_abi_model &model,
                     log.empty() ? "" : "; JIT log:\n" + log));
   }
   handle = ptx.module;
-  fromPtx = true;
 }
 
 Module::~Module() {
@@ -332,7 +331,7 @@ std::string Module::kernelName(CUfunction function) {
 
 Buffer::Buffer(std::shared_ptr<Device> owner, size_t size,
                const std::string &what)
-    : device(std::move(owner)), bytes(size) {
+    : device(std::move(owner)) {
   const Driver &api = device->driver();
   device->makeCurrent();
   // cuMemAlloc refuses 0 bytes; every buffer gets an address.
@@ -349,13 +348,11 @@ Buffer::~Buffer() {
 
 Buffer::Buffer(Buffer &&other) noexcept
     : device(std::move(other.device)),
-      pointer(std::exchange(other.pointer, 0)),
-      bytes(std::exchange(other.bytes, 0)) {}
+      pointer(std::exchange(other.pointer, 0)) {}
 
 Buffer &Buffer::operator=(Buffer &&other) noexcept {
   std::swap(device, other.device);
   std::swap(pointer, other.pointer);
-  std::swap(bytes, other.bytes);
   return *this;
 }
 

@@ -14,6 +14,8 @@
 #ifndef MOERT_RUNTIME_CUDA_H
 #define MOERT_RUNTIME_CUDA_H
 
+#include "Error.h"
+
 #include "moe/abi/moe_abi.h"
 
 #include <cstddef>
@@ -41,6 +43,12 @@ constexpr CUresult CUDA_SUCCESS = 0;
 constexpr CUresult CUDA_ERROR_OUT_OF_MEMORY = 2;
 constexpr CUresult CUDA_ERROR_STUB_LIBRARY = 34;
 constexpr CUresult CUDA_ERROR_NO_DEVICE = 100;
+
+/// A failed driver call, so that callers can add where it happened.
+class DriverError : public Error {
+public:
+  using Error::Error;
+};
 
 /// The entry points of libcuda that the runtime uses, resolved by their
 /// versioned names.
@@ -88,7 +96,8 @@ struct Driver {
   std::string errorName(CUresult result) const;
   /// "<operation> failed: <error name>".
   std::string failure(std::string_view operation, CUresult result) const;
-  /// Throws an Error with failure()'s message unless `result` is success:
+  /// Throws a DriverError with failure()'s message unless `result` is
+  /// success:
   /// OUT_OF_MEMORY for CUDA_ERROR_OUT_OF_MEMORY, else DEVICE_ERROR.
   void check(CUresult result, std::string_view operation) const;
 };
@@ -114,7 +123,6 @@ public:
   Device &operator=(const Device &) = delete;
 
   const Driver &driver() const { return api; }
-  int32_t ordinal() const { return index; }
   /// "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)"
   const std::string &description() const { return text; }
 
@@ -136,7 +144,6 @@ private:
   Device(const Driver &api, int32_t ordinal);
 
   const Driver &api;
-  int32_t index;
   CUdevice handle = 0;
   CUcontext context = nullptr;
   std::string text;
@@ -160,13 +167,10 @@ public:
   CUfunction function(const char *name);
   /// The kernel name a function came from, for messages.
   std::string kernelName(CUfunction function);
-  /// "cubin" or "ptx": which image the driver took.
-  const char *image() const { return fromPtx ? "ptx" : "cubin"; }
 
 private:
   std::shared_ptr<Device> device;
   CUmodule handle = nullptr;
-  bool fromPtx = false;
   std::mutex mutex; // Guards the caches.
   std::unordered_map<const char *, CUfunction> functions;
   std::unordered_map<CUfunction, std::string> names;
@@ -182,12 +186,10 @@ public:
   Buffer &operator=(Buffer &&other) noexcept;
 
   CUdeviceptr get() const { return pointer; }
-  size_t size() const { return bytes; }
 
 private:
   std::shared_ptr<Device> device;
   CUdeviceptr pointer = 0;
-  size_t bytes = 0;
 };
 
 } // namespace moert::detail::cuda

@@ -10,8 +10,7 @@ namespace moert::detail {
 // InvokeContext
 //===----------------------------------------------------------------------===//
 
-InvokeContext::InvokeContext(ThreadPool &pool, moe_device device)
-    : pool(pool) {
+InvokeContext::InvokeContext(ThreadPool &pool, moe_device device) : pool(pool) {
   services.abi_version = MOE_ABI_VERSION;
   services.struct_size = sizeof(moe_runtime_services);
   services.context = this;
@@ -239,7 +238,7 @@ void *CudaInvokeContext::function(void *context,
     }
     self->device.makeCurrentQuietly();
     return self->module.function(kernelName);
-  } catch (const Error &error) {
+  } catch (const cuda::DriverError &error) {
     std::lock_guard<std::mutex> lock(self->mutex);
     if (!self->failure)
       self->failure.emplace(error);
@@ -278,9 +277,8 @@ void CudaInvokeContext::launch(void *context, void *function, int64_t gridX,
         unsigned(blockX), unsigned(blockY), unsigned(blockZ),
         unsigned(sharedBytes), self->stream, params, nullptr);
     if (result != cuda::CUDA_SUCCESS)
-      self->recordFailure(
-          result, fmt::format("cuLaunchKernel({})",
-                              self->module.kernelName(kernel)));
+      self->recordFailure(result, fmt::format("cuLaunchKernel({})",
+                                              self->module.kernelName(kernel)));
   } catch (...) {
   }
 }
@@ -293,7 +291,7 @@ void CudaInvokeContext::copy(void *context, void *dst, const void *src,
   try {
     self->device.makeCurrentQuietly();
     cuda::CUresult result = self->api.cuMemcpyAsync(address(dst), address(src),
-                                                     bytes, self->stream);
+                                                    bytes, self->stream);
     if (result != cuda::CUDA_SUCCESS)
       self->recordFailure(result,
                           fmt::format("cuMemcpyAsync({} bytes)", bytes));

@@ -83,7 +83,7 @@ public:
   void wait();
   /// Frees the blocks (stream-ordered) and waits for the stream.
   void finish();
-  /// Throws the first failure the services recorded.
+  /// Throws the first failure the services recorded (a DriverError).
   void throwRecordedFailure();
 
 private:
@@ -111,7 +111,7 @@ private:
   cuda::CUstream stream;
   std::unordered_map<void *, Block> live, claimed;
   std::vector<cuda::CUdeviceptr> inputs;
-  std::optional<Error> failure;
+  std::optional<cuda::DriverError> failure;
 };
 
 } // namespace moert::detail

@@ -164,11 +164,10 @@ public:
       return executeOnHost(timing);
     try {
       return executeOnCuda(timing);
-    } catch (const Error &error) {
-      throw Error(error.code, fmt::format("model '{}' {} on {}: {}",
-                                          session.model->path, where,
-                                          session.deviceDescription,
-                                          error.what()));
+    } catch (const cuda::DriverError &error) {
+      throw Error(error.code,
+                  fmt::format("model '{}' {} on {}: {}", session.model->path,
+                              where, session.deviceDescription, error.what()));
     }
   }
 
@@ -182,8 +181,9 @@ private:
     TensorListRef outputs(new moe_tensor_list);
     for (size_t i = 0; i < entry.args.size(); ++i)
       if (entry.args[i].produced())
-        addToList(*outputs, entry.args[i].name,
-                  collectOnHost(entry.args[i], context, layout(entry.args[i], i)));
+        addToList(
+            *outputs, entry.args[i].name,
+            collectOnHost(entry.args[i], context, layout(entry.args[i], i)));
     timing.download_ms = stopwatch.lap();
     return outputs;
   }
@@ -243,8 +243,8 @@ private:
 
     for (size_t i = 0; i < entry.args.size(); ++i) {
       const ArgDesc &arg = entry.args[i];
-      std::string what = fmt::format("{} '{}'", moe_role_name(arg.role),
-                                     arg.name);
+      std::string what =
+          fmt::format("{} '{}'", moe_role_name(arg.role), arg.name);
       if (arg.role == MOE_ROLE_OPTIMIZER_STATE) {
         StateSlot &slot = *session.findState(arg.name);
         TensorRef mirror = newTensor(arg.dtype, arg.shape);
@@ -266,12 +266,11 @@ private:
           context.download(tensor->data, result.first(), tensor->byteSize,
                            what);
         } else {
-          TensorRef staging =
-              newTensor(MOE_U8, {int64_t(result.spanBytes())});
+          TensorRef staging = newTensor(MOE_U8, {int64_t(result.spanBytes())});
           context.download(staging->data, result.first(), result.spanBytes(),
                            what);
-          restrides.push_back({std::move(staging), retainTensor(tensor.get()),
-                               result});
+          restrides.push_back(
+              {std::move(staging), retainTensor(tensor.get()), result});
         }
       }
       addToList(*outputs, arg.name, std::move(tensor));
@@ -428,7 +427,6 @@ private:
     }
   }
 
-
   /// Checks a produced descriptor: extents, symbols, and a data pointer
   /// when it has elements.
   ResultLayout layout(const ArgDesc &arg, size_t index) {
@@ -545,8 +543,7 @@ private:
   }
 
   const moe_abi_memref &memref(size_t index) const {
-    return *reinterpret_cast<const moe_abi_memref *>(
-        descriptors[index].data());
+    return *reinterpret_cast<const moe_abi_memref *>(descriptors[index].data());
   }
 
   moe_session &session;

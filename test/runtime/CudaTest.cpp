@@ -11,8 +11,8 @@
 
 #include "TestUtil.h"
 
-#include "moe/runtime/moert_train.hpp"
 #include "fakecuda/fake_cuda.h"
+#include "moe/runtime/moert_train.hpp"
 
 #include <cmath>
 #include <cstdlib>
@@ -41,9 +41,8 @@ protected:
     ASSERT_TRUE(liveAllocations && ptxLoads);
   }
   void TearDown() override {
-    for (const char *name :
-         {"MOERT_LIBCUDA", "MOERT_FAKE_CUDA_DEVICES", "MOERT_FAKE_CUDA_ARCH",
-          "MOERT_FAKE_CUDA_FAIL"})
+    for (const char *name : {"MOERT_LIBCUDA", "MOERT_FAKE_CUDA_DEVICES",
+                             "MOERT_FAKE_CUDA_ARCH", "MOERT_FAKE_CUDA_FAIL"})
       unsetenv(name);
     dlclose(fake);
   }
@@ -190,11 +189,11 @@ TEST_F(Cuda, ParametersFollowTheHostCopy) {
   other.initParameters(3);
   expectSameTensor(other.getParameter("bias"),
                    moert::Tensor::zeros(MOE_F32, {4}));
-  EXPECT_LT(maxRelativeError(other.run("forward", inputs).at("y").data<float>(),
-                             referenceForward(inputs.at("x"),
-                                              other.getParameter("w"),
-                                              other.getParameter("bias"), 1.5)),
-            1e-5);
+  EXPECT_LT(
+      maxRelativeError(other.run("forward", inputs).at("y").data<float>(),
+                       referenceForward(inputs.at("x"), other.getParameter("w"),
+                                        other.getParameter("bias"), 1.5)),
+      1e-5);
 }
 
 TEST_F(Cuda, CubinForAnotherGpuFallsBackToPtx) {
@@ -247,12 +246,12 @@ TEST_F(Cuda, DeviceMismatchSaysHowToRecompile) {
               {"was compiled for CUDA (target 'cuda sm_90')",
                "recompile it without `--target=cuda`"});
   moe_session *session = nullptr;
-  expectStatus(moe_session_create_on(cudaModel.get(), 1, moe_device(5), 0,
-                                     &session),
-               MOE_STATUS_INVALID_ARGUMENT, {"device is 5"});
-  expectStatus(moe_session_create_on(cudaModel.get(), 1, MOE_DEVICE_CUDA, -1,
-                                     &session),
-               MOE_STATUS_INVALID_ARGUMENT, {"ordinal is -1"});
+  expectStatus(
+      moe_session_create_on(cudaModel.get(), 1, moe_device(5), 0, &session),
+      MOE_STATUS_INVALID_ARGUMENT, {"device is 5"});
+  expectStatus(
+      moe_session_create_on(cudaModel.get(), 1, MOE_DEVICE_CUDA, -1, &session),
+      MOE_STATUS_INVALID_ARGUMENT, {"ordinal is -1"});
   EXPECT_EQ(session, nullptr);
 }
 
@@ -321,22 +320,36 @@ TEST_P(CudaFailure, CarriesTheCudaErrorAndChangesNothing) {
 INSTANTIATE_TEST_SUITE_P(
     Cuda, CudaFailure,
     testing::Values(
-        Injection{"cuLaunchKernel", 701, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuLaunchKernel",
+                  701,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuLaunchKernel(affine) failed: "
                    "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"}},
-        Injection{"cuModuleGetFunction", 500, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuModuleGetFunction",
+                  500,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuModuleGetFunction(affine) failed: CUDA_ERROR_NOT_FOUND"}},
-        Injection{"cuStreamSynchronize", 719, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuStreamSynchronize",
+                  719,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuStreamSynchronize failed: CUDA_ERROR_LAUNCH_FAILED"}},
-        Injection{"cuMemAllocAsync", 2, MOE_STATUS_OUT_OF_MEMORY,
+        Injection{"cuMemAllocAsync",
+                  2,
+                  MOE_STATUS_OUT_OF_MEMORY,
                   {"cuMemAllocAsync(144 bytes for input 'x') failed: "
                    "CUDA_ERROR_OUT_OF_MEMORY"}},
-        Injection{"cuMemcpyHtoDAsync_v2", 1, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuMemcpyHtoDAsync_v2",
+                  1,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuMemcpyHtoDAsync(parameter 'w', 64 bytes) failed: "
                    "CUDA_ERROR_INVALID_VALUE"}},
-        Injection{"cuMemcpyAsync", 1, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuMemcpyAsync",
+                  1,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuMemcpyAsync(4 bytes) failed: CUDA_ERROR_INVALID_VALUE"}},
-        Injection{"cuMemcpyDtoHAsync_v2", 1, MOE_STATUS_DEVICE_ERROR,
+        Injection{"cuMemcpyDtoHAsync_v2",
+                  1,
+                  MOE_STATUS_DEVICE_ERROR,
                   {"cuMemcpyDtoHAsync(output 'y', 144 bytes) failed: "
                    "CUDA_ERROR_INVALID_VALUE"}}),
     [](const testing::TestParamInfo<Injection> &info) {
@@ -351,9 +364,10 @@ TEST_F(Cuda, FailuresAtSessionCreation) {
               {"cuMemAlloc(64 bytes for parameter 'w') failed: "
                "CUDA_ERROR_OUT_OF_MEMORY"});
   setenv("MOERT_FAKE_CUDA_FAIL", "cuDevicePrimaryCtxRetain=101", 1);
-  expectError([&] { moert::Session session(model, moert::Device::cuda(0)); },
-              MOE_STATUS_DEVICE_ERROR,
-              {"cuDevicePrimaryCtxRetain(0) failed: CUDA_ERROR_INVALID_DEVICE"});
+  expectError(
+      [&] { moert::Session session(model, moert::Device::cuda(0)); },
+      MOE_STATUS_DEVICE_ERROR,
+      {"cuDevicePrimaryCtxRetain(0) failed: CUDA_ERROR_INVALID_DEVICE"});
   EXPECT_EQ(liveAllocations(), 0);
 }
 
@@ -392,9 +406,9 @@ TEST_F(Cuda, TrainingWithTheRuntimeOptimizer) {
       session.setParameter(name, moved);
       double down = loss();
       double numeric = (up - down) / (2 * h);
-      worstGradient = std::max(
-          worstGradient, std::abs(gradient.data<float>()[e] - numeric) /
-                             std::max(std::abs(numeric), 1e-2));
+      worstGradient = std::max(worstGradient,
+                               std::abs(gradient.data<float>()[e] - numeric) /
+                                   std::max(std::abs(numeric), 1e-2));
     }
     session.setParameter(name, value);
   }
@@ -421,8 +435,7 @@ TEST_F(Cuda, TrainingWithTheRuntimeOptimizer) {
   double stepped =
       referenceLoss(batch.at("x"), batch.at("target"), fresh.getParameter("w"),
                     fresh.getParameter("bias"));
-  double after =
-      fresh.run("train_step", batch).at("loss").data<float>()[0];
+  double after = fresh.run("train_step", batch).at("loss").data<float>()[0];
   EXPECT_LT(std::abs(after - stepped) / stepped, 1e-5);
   EXPECT_LT(after, expectedLoss);
 }
@@ -460,11 +473,10 @@ TEST_F(Cuda, ConcurrentRunsUseTheirOwnStreams) {
         moert::Tensor y = session.run("forward", inputs).at("y");
         worst[t] = std::max(
             worst[t],
-            maxRelativeError(y.data<float>(),
-                             referenceForward(inputs.at("x"),
-                                              session.getParameter("w"),
-                                              session.getParameter("bias"),
-                                              1.0)));
+            maxRelativeError(
+                y.data<float>(),
+                referenceForward(inputs.at("x"), session.getParameter("w"),
+                                 session.getParameter("bias"), 1.0)));
       }
     });
   for (std::thread &thread : threads)
@@ -488,9 +500,9 @@ TEST_F(Cuda, TimedRunsMeasureEachPhase) {
 TEST_F(Cuda, MoeRunOnTheFakeDevice) {
   TempDir dir;
   std::string json = dir / "timing.json";
-  Result result = moeRun({fixture("cuda_affine"), "--device=cuda:0",
-                          "--repeat", "3", "--warmup", "1", "--timing-json",
-                          json, "--output-dir", dir / "out"});
+  Result result = moeRun({fixture("cuda_affine"), "--device=cuda:0", "--repeat",
+                          "3", "--warmup", "1", "--timing-json", json,
+                          "--output-dir", dir / "out"});
   ASSERT_EQ(result.exitCode, 0) << result.out << result.err;
   expectContains(result.out, "entry point forward on cuda:0 (Fake CUDA");
   expectContains(result.out, "timing over 3 runs (1 warmup): invoke min");
@@ -527,8 +539,8 @@ TEST_F(Cuda, MoeRunOnTheFakeDevice) {
 
 TEST_F(Cuda, MoeRunTimesCpuRunsToo) {
   TempDir dir;
-  Result result = moeRun({fixture("linear"), "--repeat", "2", "--timing-json",
-                          dir / "t.json"});
+  Result result = moeRun(
+      {fixture("linear"), "--repeat", "2", "--timing-json", dir / "t.json"});
   ASSERT_EQ(result.exitCode, 0) << result.err;
   expectContains(readBytes(dir / "t.json"),
                  "{\"device\": \"cpu\", \"entry\": \"forward\", \"runs\": 2, ");

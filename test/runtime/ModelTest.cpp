@@ -150,7 +150,8 @@ TEST(Model, RejectsLibraryWithoutQuerySymbol) {
 TEST(Model, RejectsOtherAbiVersion) {
   expectError([] { moert::Model::load(fixture("bad_version")); },
               MOE_STATUS_INCOMPATIBLE_MODEL,
-              {"bad_version.so", "ABI version 99", "implements version " + std::to_string(MOE_ABI_VERSION)});
+              {"bad_version.so", "ABI version 99",
+               "implements version " + std::to_string(MOE_ABI_VERSION)});
 }
 
 struct TableDefect {

@@ -95,9 +95,9 @@ Options parseOptions(int argc, char **argv) {
     std::string flag = arg, value;
     size_t equals = arg.find('=');
     static const std::set<std::string> valued = {
-        "--entry",      "--params", "--save-params", "--input",
-        "--dim",        "--output-dir", "--seed",    "--threads",
-        "--device",     "--repeat", "--warmup",      "--timing-json"};
+        "--entry",  "--params",     "--save-params", "--input",
+        "--dim",    "--output-dir", "--seed",        "--threads",
+        "--device", "--repeat",     "--warmup",      "--timing-json"};
     if (equals != std::string::npos) {
       flag = arg.substr(0, equals);
       value = arg.substr(equals + 1);
@@ -435,29 +435,31 @@ void writeAtomically(const std::string &path, const std::string &text) {
   int fd = ::mkstemp(temporary.data());
   if (fd < 0)
     throw moert::Error(MOE_STATUS_IO_ERROR, "cannot create a temporary file "
-                                            "next to '" + path + "': " +
-                                                std::strerror(errno));
-  bool written = ::write(fd, text.data(), text.size()) ==
-                     ssize_t(text.size()) &&
-                 ::fsync(fd) == 0;
+                                            "next to '" +
+                                                path +
+                                                "': " + std::strerror(errno));
+  bool written =
+      ::write(fd, text.data(), text.size()) == ssize_t(text.size()) &&
+      ::fsync(fd) == 0;
   int error = errno;
   written = ::close(fd) == 0 && written;
   if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
     error = written ? errno : error;
     ::unlink(temporary.c_str());
-    throw moert::Error(MOE_STATUS_IO_ERROR, "cannot write '" + path +
-                                                "': " + std::strerror(error));
+    throw moert::Error(MOE_STATUS_IO_ERROR,
+                       "cannot write '" + path + "': " + std::strerror(error));
   }
 }
 
 void writeTimingJson(const std::string &path, const std::string &device,
                      const std::string &entry, const Timings &timings) {
   std::string text =
-      "{\"device\": " + jsonString(device) + ", \"entry\": " +
-      jsonString(entry) + ", \"runs\": " +
-      std::to_string(timings.invoke.size()) + ", \"invoke_ms\": {\"min\": " +
-      jsonNumber(*std::min_element(timings.invoke.begin(),
-                                   timings.invoke.end())) +
+      "{\"device\": " + jsonString(device) +
+      ", \"entry\": " + jsonString(entry) +
+      ", \"runs\": " + std::to_string(timings.invoke.size()) +
+      ", \"invoke_ms\": {\"min\": " +
+      jsonNumber(
+          *std::min_element(timings.invoke.begin(), timings.invoke.end())) +
       ", \"median\": " + jsonNumber(Timings::median(timings.invoke)) +
       ", \"mean\": " + jsonNumber(Timings::mean(timings.invoke)) +
       "}, \"upload_ms\": " + jsonNumber(Timings::median(timings.upload)) +
@@ -506,8 +508,8 @@ int run(const Options &options) {
   for (int64_t i = 0; i < options.warmup; ++i)
     session.run(entry, inputs);
   // Untimed runs wait for a CUDA stream once; timed ones after each phase.
-  bool timed = options.repeat > 1 || options.warmup > 0 ||
-               !options.timingJson.empty();
+  bool timed =
+      options.repeat > 1 || options.warmup > 0 || !options.timingJson.empty();
   Timings timings;
   moert::TensorList outputs{nullptr};
   for (int64_t i = 0; i < options.repeat; ++i) {

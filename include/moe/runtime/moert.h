@@ -78,9 +78,9 @@ typedef enum moe_status_code {
   MOE_STATUS_UNSUPPORTED = 8, /* well-formed input this runtime cannot
                                  handle yet (Fortran-order npy) */
   MOE_STATUS_INTERNAL = 9,
-  MOE_STATUS_NON_FINITE = 10, /* a NaN or infinity where training needs
-                                 finite values: a gradient, a loss (see
-                                 moert_train.h) */
+  MOE_STATUS_NON_FINITE = 10,  /* a NaN or infinity where training needs
+                                  finite values: a gradient, a loss (see
+                                  moert_train.h) */
   MOE_STATUS_DEVICE_ERROR = 11 /* the CUDA driver is missing or failed: no
                                   device, a bad ordinal, a refused module, a
                                   failed launch or copy; the message names
@@ -307,9 +307,8 @@ MOERT_API int moe_model_arg_default(const moe_model *model, int32_t entry,
  * the name of group `group` (owned by the model; NULL if out of range). */
 MOERT_API int32_t moe_model_arg_num_groups(const moe_model *model,
                                            int32_t entry, int32_t arg);
-MOERT_API const char *moe_model_arg_group(const moe_model *model,
-                                          int32_t entry, int32_t arg,
-                                          int32_t group);
+MOERT_API const char *moe_model_arg_group(const moe_model *model, int32_t entry,
+                                          int32_t arg, int32_t group);
 
 /*===------------------------------ Sessions ----------------------------===*/
 

@@ -354,8 +354,8 @@ public:
   TensorList run(const std::string &entry, const TensorList &inputs,
                  moe_run_timing &timing) {
     moe_tensor_list *out = nullptr;
-    check(moe_session_run_timed(raw, entry.c_str(), inputs.get(), &out,
-                                &timing));
+    check(
+        moe_session_run_timed(raw, entry.c_str(), inputs.get(), &out, &timing));
     return TensorList(out);
   }
 };

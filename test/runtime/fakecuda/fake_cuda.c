@@ -499,11 +499,11 @@ EXPORT CUresult cuModuleGetFunction(void **function, void *module,
   return *function ? SUCCESS : NOT_FOUND;
 }
 
-EXPORT CUresult cuLaunchKernel(void *function, unsigned grid_x,
-                               unsigned grid_y, unsigned grid_z,
-                               unsigned block_x, unsigned block_y,
-                               unsigned block_z, unsigned shared_bytes,
-                               void *stream, void **params, void **extra) {
+EXPORT CUresult cuLaunchKernel(void *function, unsigned grid_x, unsigned grid_y,
+                               unsigned grid_z, unsigned block_x,
+                               unsigned block_y, unsigned block_z,
+                               unsigned shared_bytes, void *stream,
+                               void **params, void **extra) {
   ENTRY(cuLaunchKernel);
   NEEDS_CONTEXT();
   const fake_cuda_kernel *kernel = function;

@@ -1,4 +1,5 @@
-/*===- fake_cuda.h - The kernels of test models for the fake driver -*- C -*-===*
+/*===- fake_cuda.h - The kernels of test models for the fake driver -*- C
+ *-*-===*
  *
  * libfakecuda.so stands in for libcuda.so.1 in the runtime's tests, on
  * machines without a GPU (MOERT_LIBCUDA points the runtime at it). It exists
