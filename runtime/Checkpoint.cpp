@@ -287,10 +287,8 @@ moe_status *moe_optimizer_load_checkpoint(moe_optimizer *optimizer,
     }
 
     std::unique_lock<TurnstileSharedMutex> sessionLock(session.mutex);
-    for (size_t i = 0; i < values.size(); ++i) {
-      session.states[i].value = std::move(values[i]);
-      session.states[i].initialized = true;
-    }
+    for (size_t i = 0; i < values.size(); ++i)
+      session.states[i].assign(std::move(values[i]));
     for (size_t i = 0; i < optimizer->params.size(); ++i)
       if (optimizer->params[i].trained()) {
         optimizer->params[i].m = std::move(firstMoments[i]);

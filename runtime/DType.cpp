@@ -217,6 +217,16 @@ const char *moe_dtype_name(moe_dtype dtype) {
   return nullptr;
 }
 
+const char *moe_device_name(moe_device device) {
+  switch (device) {
+  case MOE_DEVICE_CPU:
+    return "cpu";
+  case MOE_DEVICE_CUDA:
+    return "cuda";
+  }
+  return nullptr;
+}
+
 const char *moe_role_name(moe_role role) {
   switch (role) {
   case MOE_ROLE_INPUT:

@@ -89,6 +89,8 @@ const char *moe_status_code_name(moe_status_code code) {
     return "internal error";
   case MOE_STATUS_NON_FINITE:
     return "non-finite value";
+  case MOE_STATUS_DEVICE_ERROR:
+    return "device error";
   }
   return "unknown";
 }

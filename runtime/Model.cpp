@@ -163,12 +163,7 @@ public:
     if (abi.num_entries <= 0 || abi.num_entries > maxEntries || !abi.entries)
       invalid(fmt::format("it declares {} entry points (expected 1 to {})",
                           abi.num_entries, maxEntries));
-    if (abi.device_blob_size > 0 && !abi.device_blob)
-      invalid("its device blob is NULL but has a size");
-    if (abi.num_kernels < 0 || (abi.num_kernels > 0 && !abi.kernel_names))
-      invalid(fmt::format("its kernel table ({} kernels) is invalid",
-                          abi.num_kernels));
-    model.numKernels = abi.num_kernels;
+    readDeviceCode(abi);
     for (int32_t e = 0; e < abi.num_entries; ++e)
       readEntry(abi.entries[e], e);
     checkSharedState();
@@ -177,6 +172,38 @@ public:
   }
 
 private:
+  /// CUDA models carry PTX (and maybe a cubin) and name their kernels; CPU
+  /// models carry no device code.
+  void readDeviceCode(const moe_abi_model &abi) {
+    if (abi.device == MOE_ABI_DEVICE_HOST) {
+      if (abi.device_blob || abi.device_blob_size || abi.num_kernels ||
+          abi.kernel_names || abi.device_ptx || abi.device_arch)
+        invalid("it runs on the host (device 0) but carries device code "
+                "(a device blob, PTX, an architecture or kernels)");
+      model.device = MOE_DEVICE_CPU;
+      return;
+    }
+    if (abi.device != MOE_ABI_DEVICE_CUDA)
+      invalid(fmt::format("its device is {}, expected {} (host) or {} (cuda)",
+                          abi.device, int(MOE_ABI_DEVICE_HOST),
+                          int(MOE_ABI_DEVICE_CUDA)));
+    model.device = MOE_DEVICE_CUDA;
+    if (!abi.device_ptx || !*abi.device_ptx)
+      invalid("it is a CUDA model without PTX (device_ptx is NULL or empty)");
+    if ((abi.device_blob == nullptr) != (abi.device_blob_size == 0))
+      invalid(fmt::format("its cubin is {} but its size is {}",
+                          abi.device_blob ? "present" : "NULL",
+                          abi.device_blob_size));
+    if (abi.device_blob && (!abi.device_arch || !*abi.device_arch))
+      invalid("it has a cubin but no device_arch saying what it is for");
+    if (abi.num_kernels <= 0 || !abi.kernel_names)
+      invalid(fmt::format("it is a CUDA model with {} kernel names",
+                          abi.kernel_names ? abi.num_kernels : 0));
+    for (int32_t k = 0; k < abi.num_kernels; ++k)
+      if (!abi.kernel_names[k] || !*abi.kernel_names[k])
+        invalid(fmt::format("its kernel {} has no name", k));
+  }
+
   /// Takes what the ABI tables do not carry (input defaults, parameter
   /// groups) from the JSON signature.
   void readSignatureExtras() {
@@ -402,6 +429,7 @@ moe_status *moe_model_load(const char *path, moe_model **out) {
       fail(MOE_STATUS_INCOMPATIBLE_MODEL, "model '{}': {}() returned NULL",
            path, MOE_ABI_QUERY_SYMBOL);
     TableReader(*model).read(*abi);
+    model->abi = abi;
     finishInfos(*model);
     model->description = describeModel(*model);
     *out = model.release();
@@ -433,6 +461,8 @@ const char *moe_model_target(const moe_model *model) {
 const char *moe_model_signature_json(const moe_model *model) {
   return model->signatureJson.c_str();
 }
+
+moe_device moe_model_device(const moe_model *model) { return model->device; }
 
 const char *moe_model_description(const moe_model *model) {
   return model->description.c_str();

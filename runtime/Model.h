@@ -51,7 +51,8 @@ struct moe_model {
   std::atomic<int32_t> refs{1};
   std::string path, producer, target, signatureJson, description;
   void *library = nullptr;
-  int32_t numKernels = 0;
+  const moe_abi_model *abi = nullptr; // Inside `library`.
+  moe_device device = MOE_DEVICE_CPU;
   std::vector<moert::detail::EntryDesc> entries;
 
   const moert::detail::EntryDesc *findEntry(std::string_view name) const;

@@ -332,6 +332,7 @@ moe_step_report step(moe_optimizer &optimizer,
                      });
       });
     });
+    session.states[param.slot].deviceCurrent = false;
     ++report.num_updated;
   }
   ++optimizer.steps;

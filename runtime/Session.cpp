@@ -3,12 +3,14 @@
 #include "Session.h"
 #include "DType.h"
 #include "Error.h"
+#include "Invoke.h"
 #include "Model.h"
 #include "Random.h"
 #include "Safetensors.h"
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -22,25 +24,17 @@ namespace {
 // Past this, thread creation is more likely a bug than a wish.
 constexpr int32_t maxThreads = 4096;
 
-/// The services of one invoke call: tracks what `alloc` handed out so that
-/// results can be told apart (owned vs views) and leaks reclaimed.
-class InvokeContext {
+/// The services of one invoke call on the CPU: alloc is posix_memalign, and
+/// the blocks it hands out are tracked (see InvokeContext).
+class HostInvokeContext : public InvokeContext {
 public:
-  explicit InvokeContext(ThreadPool &pool) : pool(pool) {
-    services.abi_version = MOE_ABI_VERSION;
-    services.struct_size = sizeof(moe_runtime_services);
-    services.context = this;
+  explicit HostInvokeContext(ThreadPool &pool)
+      : InvokeContext(pool, MOE_DEVICE_CPU) {
     services.alloc = alloc;
     services.free = release;
-    services.parallel_for = parallelFor;
-    services.num_threads = pool.size();
-    services.device = MOE_ABI_DEVICE_HOST;
-    services.cuda_function = nullptr;
-    services.cuda_launch = nullptr;
-    services.cuda_copy = nullptr;
   }
 
-  ~InvokeContext() {
+  ~HostInvokeContext() {
     for (const auto &block : live)
       std::free(block.first);
   }
@@ -62,31 +56,11 @@ public:
     return storage;
   }
 
-  /// The first misuse of a service, or "".
-  std::string misuse() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return error;
-  }
-
-  moe_runtime_services services;
-
 private:
-  void recordMisuse(const char *message) noexcept {
-    try {
-      std::lock_guard<std::mutex> lock(mutex);
-      if (error.empty())
-        error = message;
-    } catch (...) {
-    }
-  }
-
   static void *alloc(void *context, size_t bytes, size_t alignment) noexcept {
-    auto *self = static_cast<InvokeContext *>(context);
-    if (alignment == 0 || (alignment & (alignment - 1)) || alignment > 4096) {
-      self->recordMisuse("alloc was asked for an alignment that is not a "
-                         "power of two up to 4096");
+    auto *self = static_cast<HostInvokeContext *>(context);
+    if (!self->validAlignment(alignment))
       return nullptr;
-    }
     void *memory = nullptr;
     if (posix_memalign(&memory, std::max<size_t>(alignment, 64),
                        std::max<size_t>(bytes, 1)) != 0)
@@ -102,7 +76,7 @@ private:
   }
 
   static void release(void *context, void *pointer) noexcept {
-    auto *self = static_cast<InvokeContext *>(context);
+    auto *self = static_cast<HostInvokeContext *>(context);
     if (!pointer)
       return;
     {
@@ -119,22 +93,8 @@ private:
                        "return or that was already freed");
   }
 
-  static void parallelFor(void *context, int64_t iterations,
-                          void (*body)(void *, int64_t, int64_t),
-                          void *closure) noexcept {
-    try {
-      static_cast<InvokeContext *>(context)->pool.parallelFor(iterations, body,
-                                                              closure);
-    } catch (...) {
-      body(closure, 0, iterations); // No memory for a job: run it here.
-    }
-  }
-
-  ThreadPool &pool;
-  std::mutex mutex; // Guards live and error: workers call the services.
   std::unordered_map<void *, size_t> live;
   std::map<void *, std::pair<std::shared_ptr<void>, size_t>> claimed;
-  std::string error;
 };
 
 /// Which argument first gave a dimension symbol its extent.
@@ -144,27 +104,214 @@ struct Binding {
 };
 using Bindings = std::map<std::string, Binding>;
 
+/// Milliseconds since construction or the last lap.
+class Stopwatch {
+public:
+  double lap() {
+    auto now = std::chrono::steady_clock::now();
+    double ms = std::chrono::duration<double, std::milli>(now - start).count();
+    start = now;
+    return ms;
+  }
+
+private:
+  std::chrono::steady_clock::time_point start =
+      std::chrono::steady_clock::now();
+};
+
+/// A produced descriptor, checked against its declaration: the elements it
+/// addresses and where they lie relative to `aligned`.
+struct ResultLayout {
+  std::vector<int64_t> shape;
+  const int64_t *strides;
+  int64_t elements;
+  size_t elementSize;
+  const char *aligned;
+  int64_t offset;
+  __int128 low, high; // First and last element addressed, from `aligned`.
+  bool contiguous;
+
+  const char *first() const {
+    return aligned + int64_t(low * __int128(elementSize));
+  }
+  size_t spanBytes() const { return size_t((high - low + 1) * elementSize); }
+};
+
 /// Everything about one run of one entry point.
 class Run {
 public:
-  Run(moe_session &session, const EntryDesc &entry)
+  /// `timedPhases`: on a CUDA device, wait for the stream after each phase
+  /// so that moe_run_timing separates them.
+  Run(moe_session &session, const EntryDesc &entry, bool timedPhases)
       : session(session), entry(entry),
-        where(fmt::format("entry point '{}'", entry.name)) {}
+        where(fmt::format("entry point '{}'", entry.name)),
+        timedPhases(timedPhases) {}
 
-  TensorListRef execute(const moe_tensor_list *inputs) {
+  TensorListRef execute(const moe_tensor_list *inputs, moe_run_timing &timing) {
     checkInputNames(inputs);
-    std::vector<std::vector<int64_t>> descriptors(entry.args.size());
-    std::vector<void *> pointers;
+    descriptors.resize(entry.args.size());
+    operands.assign(entry.args.size(), nullptr);
     for (size_t i = 0; i < entry.args.size(); ++i) {
       const ArgDesc &arg = entry.args[i];
       descriptors[i].assign(3 + 2 * arg.shape.size(), 0);
       pointers.push_back(descriptors[i].data());
-      if (!arg.produced())
-        describeOperand(arg, operand(arg, inputs), descriptors[i]);
+      if (!arg.produced()) {
+        operands[i] = &operand(arg, inputs);
+        describeOperand(arg, *operands[i], descriptors[i]);
+      }
     }
-    InvokeContext context(*session.pool);
+    if (!session.cuda)
+      return executeOnHost(timing);
+    try {
+      return executeOnCuda(timing);
+    } catch (const cuda::DriverError &error) {
+      throw Error(error.code,
+                  fmt::format("model '{}' {} on {}: {}", session.model->path,
+                              where, session.deviceDescription, error.what()));
+    }
+  }
+
+private:
+  TensorListRef executeOnHost(moe_run_timing &timing) {
+    HostInvokeContext context(*session.pool);
+    Stopwatch stopwatch;
     int32_t result = entry.invoke(pointers.data(), &context.services);
-    std::string misuse = context.misuse();
+    timing.invoke_ms = stopwatch.lap();
+    checkResult(result, context.misuse());
+    TensorListRef outputs(new moe_tensor_list);
+    for (size_t i = 0; i < entry.args.size(); ++i)
+      if (entry.args[i].produced())
+        addToList(
+            *outputs, entry.args[i].name,
+            collectOnHost(entry.args[i], context, layout(entry.args[i], i)));
+    timing.download_ms = stopwatch.lap();
+    return outputs;
+  }
+
+  /// Uploads inputs (and parameters changed since the last run), invokes,
+  /// downloads results and optimizer state the model updated, and waits
+  /// for the stream once (after each phase when timed).
+  TensorListRef executeOnCuda(moe_run_timing &timing) {
+    // Host memory that copies write into: declared before the context,
+    // whose destructor waits for the stream, so it outlives them.
+    TensorListRef outputs(new moe_tensor_list);
+    std::vector<std::pair<StateSlot *, TensorRef>> updatedState;
+    struct Restride {
+      TensorRef staging, result;
+      ResultLayout layout;
+    };
+    std::vector<Restride> restrides;
+    // Until the run succeeds, optimizer state on the device may be half
+    // updated: the next run copies the host's values up again.
+    struct Rollback {
+      std::vector<StateSlot *> slots;
+      ~Rollback() {
+        for (StateSlot *slot : slots)
+          slot->deviceCurrent = false;
+      }
+    } rollback;
+
+    CudaInvokeContext context(session);
+    Stopwatch stopwatch;
+    uploadState(context);
+    for (size_t i = 0; i < entry.args.size(); ++i) {
+      const ArgDesc &arg = entry.args[i];
+      auto *memref = reinterpret_cast<moe_abi_memref *>(descriptors[i].data());
+      if (arg.sessionState()) {
+        StateSlot &slot = *session.findState(arg.name);
+        memref->allocated = memref->aligned =
+            reinterpret_cast<void *>(slot.device.get());
+        if (arg.role == MOE_ROLE_OPTIMIZER_STATE)
+          rollback.slots.push_back(&slot);
+      } else if (arg.role == MOE_ROLE_INPUT && !arg.shape.empty()) {
+        // Rank-0 inputs stay in host memory: the model reads them there.
+        memref->allocated = memref->aligned =
+            context.upload(operands[i]->data, operands[i]->byteSize,
+                           fmt::format("input '{}'", arg.name));
+      }
+    }
+    if (timedPhases)
+      context.wait();
+    timing.upload_ms = stopwatch.lap();
+
+    int32_t result = entry.invoke(pointers.data(), &context.services);
+    if (timedPhases)
+      context.wait();
+    timing.invoke_ms = stopwatch.lap();
+    context.throwRecordedFailure();
+    checkResult(result, context.misuse());
+
+    for (size_t i = 0; i < entry.args.size(); ++i) {
+      const ArgDesc &arg = entry.args[i];
+      std::string what =
+          fmt::format("{} '{}'", moe_role_name(arg.role), arg.name);
+      if (arg.role == MOE_ROLE_OPTIMIZER_STATE) {
+        StateSlot &slot = *session.findState(arg.name);
+        TensorRef mirror = newTensor(arg.dtype, arg.shape);
+        context.download(mirror->data,
+                         reinterpret_cast<void *>(slot.device.get()),
+                         mirror->byteSize, what);
+        updatedState.emplace_back(&slot, std::move(mirror));
+        continue;
+      }
+      if (!arg.produced())
+        continue;
+      ResultLayout result = layout(arg, i);
+      TensorRef tensor = newTensor(arg.dtype, result.shape);
+      if (result.elements > 0) {
+        size_t blockSize = 0;
+        if (context.claim(memref(i).allocated, &blockSize))
+          checkInBlock(arg, result, i, blockSize);
+        if (result.contiguous) {
+          context.download(tensor->data, result.first(), tensor->byteSize,
+                           what);
+        } else {
+          TensorRef staging = newTensor(MOE_U8, {int64_t(result.spanBytes())});
+          context.download(staging->data, result.first(), result.spanBytes(),
+                           what);
+          restrides.push_back(
+              {std::move(staging), retainTensor(tensor.get()), result});
+        }
+      }
+      addToList(*outputs, arg.name, std::move(tensor));
+    }
+    context.finish();
+    for (Restride &job : restrides) {
+      const ResultLayout &result = job.layout;
+      // The staging buffer starts at element `low`.
+      const char *base = static_cast<const char *>(job.staging->data) -
+                         int64_t(result.low * __int128(result.elementSize)) +
+                         result.offset * int64_t(result.elementSize);
+      copyStrided(static_cast<char *>(job.result->data), base,
+                  job.result->shape.data(), result.strides,
+                  job.result->shape.size(), result.elementSize);
+    }
+    for (auto &[slot, mirror] : updatedState)
+      slot->value = std::move(mirror);
+    rollback.slots.clear();
+    timing.download_ms = stopwatch.lap();
+    return outputs;
+  }
+
+  /// Brings the parameters and optimizer state this entry reads to the
+  /// device where the host holds newer values.
+  void uploadState(CudaInvokeContext &context) {
+    std::lock_guard<std::mutex> lock(session.cuda->uploadMutex);
+    std::vector<StateSlot *> stale;
+    for (const ArgDesc &arg : entry.args)
+      if (arg.sessionState()) {
+        StateSlot *slot = session.findState(arg.name);
+        if (!slot->deviceCurrent)
+          stale.push_back(slot);
+      }
+    if (stale.empty())
+      return;
+    context.uploadState(stale);
+    for (StateSlot *slot : stale)
+      slot->deviceCurrent = true;
+  }
+
+  void checkResult(int32_t result, const std::string &misuse) {
     if (result != MOE_ABI_OK)
       fail(result == MOE_ABI_OUT_OF_MEMORY      ? MOE_STATUS_OUT_OF_MEMORY
            : result == MOE_ABI_INVALID_ARGUMENT ? MOE_STATUS_INVALID_ARGUMENT
@@ -177,15 +324,8 @@ public:
            misuse.empty() ? "" : "; it also misused the runtime: " + misuse);
     if (!misuse.empty())
       malformed(misuse);
-    TensorListRef outputs(new moe_tensor_list);
-    for (size_t i = 0; i < entry.args.size(); ++i)
-      if (entry.args[i].produced())
-        addToList(*outputs, entry.args[i].name,
-                  collect(entry.args[i], descriptors[i], context));
-    return outputs;
   }
 
-private:
   [[noreturn]] void malformed(const std::string &problem) {
     fail(MOE_STATUS_MODEL_FAILED,
          "model '{}' {} returned malformed results: {}", session.model->path,
@@ -287,15 +427,15 @@ private:
     }
   }
 
-  /// Turns a produced descriptor into an owned contiguous tensor.
-  TensorRef collect(const ArgDesc &arg, std::vector<int64_t> &descriptor,
-                    InvokeContext &context) {
-    const auto *memref =
-        reinterpret_cast<const moe_abi_memref *>(descriptor.data());
+  /// Checks a produced descriptor: extents, symbols, and a data pointer
+  /// when it has elements.
+  ResultLayout layout(const ArgDesc &arg, size_t index) {
+    const moe_abi_memref &descriptor = memref(index);
     size_t rank = arg.shape.size();
-    const int64_t *sizes = memref->sizes_and_strides;
-    const int64_t *strides = sizes + rank;
-    std::vector<int64_t> shape(sizes, sizes + rank);
+    const int64_t *sizes = descriptor.sizes_and_strides;
+    ResultLayout result;
+    result.shape.assign(sizes, sizes + rank);
+    result.strides = sizes + rank;
     for (size_t d = 0; d < rank; ++d)
       if (sizes[d] < 0)
         malformed(fmt::format("{} '{}' has negative extent {} in dimension {}",
@@ -303,55 +443,70 @@ private:
     std::string problem = bind(arg, sizes);
     if (!problem.empty())
       malformed(problem);
-    ShapeSize size;
     try {
-      size = checkShape(arg.dtype, static_cast<int32_t>(rank), sizes,
-                        moe_role_name(arg.role) + (" '" + arg.name + "'"));
+      result.elements =
+          checkShape(arg.dtype, static_cast<int32_t>(rank), sizes,
+                     moe_role_name(arg.role) + (" '" + arg.name + "'"))
+              .elements;
     } catch (const Error &e) {
       malformed(e.what());
     }
-    if (size.elements == 0)
-      return newTensor(arg.dtype, shape);
-    if (!memref->aligned)
+    result.elementSize = moe_dtype_size(arg.dtype);
+    result.aligned = static_cast<const char *>(descriptor.aligned);
+    result.offset = descriptor.offset;
+    result.low = result.high = descriptor.offset;
+    result.contiguous = true;
+    if (result.elements == 0)
+      return result;
+    if (!descriptor.aligned)
       malformed(fmt::format("{} '{}' has a NULL data pointer",
                             moe_role_name(arg.role), arg.name));
-
-    // The byte range the descriptor addresses, relative to `aligned`.
-    __int128 elementSize = moe_dtype_size(arg.dtype);
-    __int128 low = memref->offset, high = memref->offset;
-    bool contiguous = true;
     int64_t expected = 1;
     for (size_t d = rank; d-- > 0;) {
-      __int128 span = __int128(sizes[d] - 1) * strides[d];
-      (span < 0 ? low : high) += span;
-      if (sizes[d] != 1 && strides[d] != expected)
-        contiguous = false;
+      __int128 span = __int128(sizes[d] - 1) * result.strides[d];
+      (span < 0 ? result.low : result.high) += span;
+      if (sizes[d] != 1 && result.strides[d] != expected)
+        result.contiguous = false;
       expected *= sizes[d];
     }
-    const char *aligned = static_cast<const char *>(memref->aligned);
-    const char *first = aligned + int64_t(low * elementSize);
+    return result;
+  }
 
+  /// Checks that a result in a block from alloc stays inside it.
+  void checkInBlock(const ArgDesc &arg, const ResultLayout &result,
+                    size_t index, size_t blockSize) {
+    __int128 begin =
+        (result.aligned - static_cast<const char *>(memref(index).allocated)) +
+        result.low * __int128(result.elementSize);
+    __int128 end = begin + (result.high - result.low + 1) * result.elementSize;
+    if (begin < 0 || end > __int128(blockSize))
+      malformed(fmt::format("{} '{}' addresses bytes outside the {}-byte "
+                            "block allocated for it",
+                            moe_role_name(arg.role), arg.name, blockSize));
+  }
+
+  /// Turns a produced host descriptor into an owned contiguous tensor.
+  TensorRef collectOnHost(const ArgDesc &arg, HostInvokeContext &context,
+                          const ResultLayout &result) {
+    if (result.elements == 0)
+      return newTensor(arg.dtype, result.shape);
+    size_t index = &arg - entry.args.data();
     size_t blockSize = 0;
     std::shared_ptr<void> storage =
-        context.claim(memref->allocated, &blockSize);
+        context.claim(memref(index).allocated, &blockSize);
     if (storage) {
-      __int128 begin =
-          (aligned - static_cast<const char *>(memref->allocated)) +
-          low * elementSize;
-      __int128 end = begin + (high - low + 1) * elementSize;
-      if (begin < 0 || end > __int128(blockSize))
-        malformed(fmt::format("{} '{}' addresses bytes outside the {}-byte "
-                              "block allocated for it",
-                              moe_role_name(arg.role), arg.name, blockSize));
-      if (contiguous)
-        return wrapTensor(arg.dtype, shape, storage, const_cast<char *>(first));
+      checkInBlock(arg, result, index, blockSize);
+      if (result.contiguous)
+        return wrapTensor(arg.dtype, result.shape, storage,
+                          const_cast<char *>(result.first()));
     }
     // A view (of a constant, an input, a parameter) or a strided block:
     // copy into a contiguous tensor the caller owns.
-    TensorRef tensor = newTensor(arg.dtype, shape);
+    TensorRef tensor = newTensor(arg.dtype, result.shape);
     copyStrided(static_cast<char *>(tensor->data),
-                aligned + memref->offset * int64_t(elementSize), sizes, strides,
-                rank, static_cast<size_t>(elementSize));
+                result.aligned + result.offset * int64_t(result.elementSize),
+                result.shape.data(), result.strides, result.shape.size(),
+                result.elementSize);
     return tensor;
   }
 
@@ -387,10 +542,18 @@ private:
     }
   }
 
+  const moe_abi_memref &memref(size_t index) const {
+    return *reinterpret_cast<const moe_abi_memref *>(descriptors[index].data());
+  }
+
   moe_session &session;
   const EntryDesc &entry;
   std::string where;
+  bool timedPhases;
   Bindings bindings;
+  std::vector<std::vector<int64_t>> descriptors; // One memref per argument.
+  std::vector<void *> pointers;                  // invoke's args.
+  std::vector<const moe_tensor *> operands;      // Null for results.
 };
 
 std::string lowercase(std::string text) {
@@ -421,29 +584,71 @@ extern "C" {
 
 moe_status *moe_session_create(moe_model *model, int32_t num_threads,
                                moe_session **out) {
+  if (!model)
+    return makeStatus(MOE_STATUS_INVALID_ARGUMENT,
+                      "moe_session_create: argument 'model' is NULL");
+  return moe_session_create_on(model, num_threads, model->device, 0, out);
+}
+
+moe_status *moe_session_create_on(moe_model *model, int32_t num_threads,
+                                  moe_device device, int32_t ordinal,
+                                  moe_session **out) {
   return guard([&] {
-    requireArg(model, "moe_session_create", "model");
-    requireArg(out, "moe_session_create", "out");
+    requireArg(model, "moe_session_create_on", "model");
+    requireArg(out, "moe_session_create_on", "out");
     if (num_threads < 0 || num_threads > maxThreads)
       fail(MOE_STATUS_INVALID_ARGUMENT,
            "moe_session_create: num_threads is {}, expected 0 (all CPUs) to "
            "{}",
            num_threads, maxThreads);
-    if (model->numKernels > 0)
-      fail(MOE_STATUS_UNSUPPORTED,
-           "model '{}' targets '{}' with {} device kernels; this runtime runs "
-           "CPU models only",
-           model->path, model->target, model->numKernels);
+    if (!moe_device_name(device))
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "moe_session_create_on: device is {}, expected MOE_DEVICE_CPU or "
+           "MOE_DEVICE_CUDA",
+           int(device));
+    if (device == MOE_DEVICE_CUDA && ordinal < 0)
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "moe_session_create_on: CUDA device ordinal is {}, expected 0 or "
+           "more",
+           ordinal);
+    if (device == MOE_DEVICE_CUDA && model->device != MOE_DEVICE_CUDA)
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "model '{}' was compiled for the CPU (target '{}'); to run it on "
+           "cuda:{}, recompile it with `moec --target=cuda`",
+           model->path, model->target, ordinal);
+    if (device == MOE_DEVICE_CPU && model->device != MOE_DEVICE_CPU)
+      fail(MOE_STATUS_INVALID_ARGUMENT,
+           "model '{}' was compiled for CUDA (target '{}') and runs only on "
+           "a CUDA device; to run it on the CPU, recompile it without "
+           "`--target=cuda`",
+           model->path, model->target);
     auto session = std::make_unique<moe_session>();
     moe_model_retain(model);
     session->model.reset(model);
+    session->device = device;
+    if (device == MOE_DEVICE_CUDA) {
+      session->ordinal = ordinal;
+      session->cuda = std::make_unique<CudaSessionState>();
+      session->cuda->device = cuda::Device::open(ordinal);
+      session->deviceDescription = session->cuda->device->description();
+      session->cuda->module =
+          session->cuda->device->module(*model->abi, model->path);
+    }
     session->pool = std::make_unique<ThreadPool>(
         num_threads ? num_threads : ThreadPool::defaultSize());
     for (const EntryDesc &entry : model->entries)
-      for (const ArgDesc &arg : entry.args)
-        if (arg.sessionState() && !session->findState(arg.name))
-          session->states.push_back({&arg, newTensor(arg.dtype, arg.shape),
-                                     arg.role == MOE_ROLE_OPTIMIZER_STATE});
+      for (const ArgDesc &arg : entry.args) {
+        if (!arg.sessionState() || session->findState(arg.name))
+          continue;
+        StateSlot &slot = session->states.emplace_back();
+        slot.decl = &arg;
+        slot.value = newTensor(arg.dtype, arg.shape);
+        slot.initialized = arg.role == MOE_ROLE_OPTIMIZER_STATE;
+        if (session->cuda)
+          slot.device = cuda::Buffer(
+              session->cuda->device, slot.value->byteSize,
+              fmt::format("{} '{}'", moe_role_name(arg.role), arg.name));
+      }
     *out = session.release();
   });
 }
@@ -466,6 +671,18 @@ int32_t moe_session_num_threads(const moe_session *session) {
   return session->pool->size();
 }
 
+moe_device moe_session_device(const moe_session *session) {
+  return session->device;
+}
+
+int32_t moe_session_device_ordinal(const moe_session *session) {
+  return session->ordinal;
+}
+
+const char *moe_session_device_description(const moe_session *session) {
+  return session->deviceDescription.c_str();
+}
+
 int32_t moe_session_num_parameters(const moe_session *session) {
   return static_cast<int32_t>(session->states.size());
 }
@@ -484,10 +701,8 @@ moe_status *moe_session_init_parameters(moe_session *session, uint64_t seed) {
     for (const StateSlot &slot : session->states)
       values.push_back(initialValue(*slot.decl, seed));
     std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
-    for (size_t i = 0; i < values.size(); ++i) {
-      session->states[i].value = std::move(values[i]);
-      session->states[i].initialized = true;
-    }
+    for (size_t i = 0; i < values.size(); ++i)
+      session->states[i].assign(std::move(values[i]));
   });
 }
 
@@ -527,10 +742,8 @@ moe_status *moe_session_load_parameters(moe_session *session,
            "safetensors file '{}' lacks {} parameter(s) of model '{}': {}",
            path, missing.size(), session->model->path, joinNames(missing));
     std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
-    for (size_t i = 0; i < values.size(); ++i) {
-      session->states[i].value = std::move(values[i]);
-      session->states[i].initialized = true;
-    }
+    for (size_t i = 0; i < values.size(); ++i)
+      session->states[i].assign(std::move(values[i]));
   });
 }
 
@@ -588,14 +801,20 @@ moe_status *moe_session_set_parameter(moe_session *session, const char *name,
            decl.signature(), describe(*value));
     TensorRef copy = copyTensor(*value);
     std::unique_lock<TurnstileSharedMutex> lock(session->mutex);
-    slot->value = std::move(copy);
-    slot->initialized = true;
+    slot->assign(std::move(copy));
   });
 }
 
 moe_status *moe_session_run(moe_session *session, const char *entry,
                             const moe_tensor_list *inputs,
                             moe_tensor_list **outputs) {
+  return moe_session_run_timed(session, entry, inputs, outputs, nullptr);
+}
+
+moe_status *moe_session_run_timed(moe_session *session, const char *entry,
+                                  const moe_tensor_list *inputs,
+                                  moe_tensor_list **outputs,
+                                  moe_run_timing *timing) {
   return guard([&] {
     requireArg(session, "moe_session_run", "session");
     requireArg(entry, "moe_session_run", "entry");
@@ -622,7 +841,12 @@ moe_status *moe_session_run(moe_session *session, const char *entry,
       exclusive.lock();
     else
       shared.lock();
-    *outputs = Run(*session, *desc).execute(inputs).release();
+    moe_run_timing measured{};
+    TensorListRef results =
+        Run(*session, *desc, timing != nullptr).execute(inputs, measured);
+    if (timing)
+      *timing = measured;
+    *outputs = results.release();
   });
 }
 

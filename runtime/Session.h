@@ -2,6 +2,7 @@
 #ifndef MOERT_RUNTIME_SESSION_H
 #define MOERT_RUNTIME_SESSION_H
 
+#include "Cuda.h"
 #include "Model.h"
 #include "Tensor.h"
 #include "ThreadPool.h"
@@ -10,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -37,11 +39,31 @@ private:
   std::shared_mutex mutex;
 };
 
-/// A parameter or optimizer-state tensor the session holds.
+/// A parameter or optimizer-state tensor the session holds. On a CUDA
+/// device the model reads `device`; `value` is its host mirror, which the
+/// API reads and writes (get, set, load, save, the optimizer).
 struct StateSlot {
   const ArgDesc *decl;
   TensorRef value;
   bool initialized;
+  cuda::Buffer device;        // CUDA sessions only.
+  bool deviceCurrent = false; // `device` holds `value`.
+
+  /// Replaces the value; the device copy follows before the next run.
+  void assign(TensorRef newValue) {
+    value = std::move(newValue);
+    initialized = true;
+    deviceCurrent = false;
+  }
+};
+
+/// What a session on a CUDA device holds besides its state slots.
+struct CudaSessionState {
+  std::shared_ptr<cuda::Device> device;
+  std::shared_ptr<cuda::Module> module;
+  // Serialises bringing stale slots to the device among concurrent runs
+  // (which hold the session's lock shared).
+  std::mutex uploadMutex;
 };
 
 } // namespace moert::detail
@@ -50,10 +72,15 @@ struct moe_session {
   std::atomic<int32_t> refs{1};
   moert::detail::ModelRef model;
   std::unique_ptr<moert::detail::ThreadPool> pool;
+  moe_device device = MOE_DEVICE_CPU;
+  int32_t ordinal = 0;
+  std::string deviceDescription = "cpu";
+  std::unique_ptr<moert::detail::CudaSessionState> cuda; // CUDA only.
   // Runs hold it shared (exclusive when they update optimizer state);
   // changing a parameter, in place or not, holds it exclusive.
   moert::detail::TurnstileSharedMutex mutex;
-  // The list is fixed; values change.
+  // The list is fixed; values change. Declared after `cuda`, so device
+  // buffers are freed before the device goes.
   std::vector<moert::detail::StateSlot> states;
 
   moert::detail::StateSlot *findState(std::string_view name) {

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 ABI_VERSION = 2
+DEVICE_HOST = 0
 DYNAMIC = -1
 # NumPy has no bfloat16: bf16 arguments travel as their raw 16-bit patterns.
 DTYPES = {1: np.float32, 2: np.float16, 3: np.uint16, 4: np.float64,
@@ -66,14 +67,13 @@ _ParallelFor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, _Body,
 
 
 class _Services(ctypes.Structure):
+    # This client runs CPU models only: device is host and the CUDA services
+    # (cuda_function, cuda_launch, cuda_copy) stay NULL.
     _fields_ = [("abi_version", ctypes.c_uint32),
                 ("struct_size", ctypes.c_uint32),
                 ("context", ctypes.c_void_p), ("alloc", _Alloc),
                 ("free", _Free), ("parallel_for", _ParallelFor),
-                ("num_threads", ctypes.c_int32),
-                # A host runtime: device 0 (MOE_ABI_DEVICE_HOST), no CUDA
-                # services (ctypes zero-fills the pointers).
-                ("device", ctypes.c_int32),
+                ("num_threads", ctypes.c_int32), ("device", ctypes.c_int32),
                 ("cuda_function", ctypes.c_void_p),
                 ("cuda_launch", ctypes.c_void_p),
                 ("cuda_copy", ctypes.c_void_p)]
@@ -113,6 +113,13 @@ class Model:
         self.model = query().contents
         if self.model.abi_version != ABI_VERSION:
             raise RuntimeError("ABI version %d" % self.model.abi_version)
+        if self.model.struct_size != ctypes.sizeof(_Model):
+            raise RuntimeError("moe_abi_model is %d bytes, expected %d" %
+                               (self.model.struct_size,
+                                ctypes.sizeof(_Model)))
+        if self.model.device != DEVICE_HOST:
+            raise RuntimeError("this client runs CPU models only (device %d)"
+                               % self.model.device)
         self.signature = json.loads(self.model.signature_json.decode())
         self.entries = {}
         for i in range(self.model.num_entries):
@@ -132,7 +139,7 @@ class Model:
         self._parallel_for = _ParallelFor(self._run_chunks)
         self.services = _Services(ABI_VERSION, ctypes.sizeof(_Services), None,
                                   self._alloc, self._free, self._parallel_for,
-                                  self.threads)
+                                  self.threads, DEVICE_HOST, None, None, None)
 
     def _run_chunks(self, _context, iterations, body, closure):
         if iterations <= 0:

@@ -2,48 +2,9 @@
 
 #include "TestUtil.h"
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 using namespace moert::test;
 
 namespace {
-
-struct Result {
-  int exitCode;
-  std::string out, err;
-};
-
-/// Runs moe-run with `args` and collects its exit code and output.
-Result moeRun(const std::vector<std::string> &args) {
-  TempDir logs;
-  std::string outPath = logs / "stdout", errPath = logs / "stderr";
-  std::vector<std::string> strings = {MOE_RUN};
-  strings.insert(strings.end(), args.begin(), args.end());
-  std::vector<char *> argv;
-  for (std::string &arg : strings)
-    argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  pid_t child = fork();
-  if (child == 0) {
-    int out = open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-      _exit(126);
-    execv(MOE_RUN, argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readBytes(outPath),
-          readBytes(errPath)};
-}
-
-void expectContains(const std::string &text, const std::string &part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "lacks '" << part << "':\n"
-                                                << text;
-}
 
 /// A linear.so parameter file with random values.
 void writeLinearParams(const std::string &path, uint32_t seed) {
@@ -82,7 +43,7 @@ TEST(MoeRun, RunsAModelEndToEnd) {
 
     expectContains(result.out, "model " + fixture("linear") +
                                    " (fixture linear, cpu test)");
-    expectContains(result.out, "entry point forward, 2 threads");
+    expectContains(result.out, "entry point forward on cpu, 2 threads");
     expectContains(result.out, "from " + (dir / "x.npy"));
     expectContains(result.out, "-> " + out + "/y.npy");
     expectContains(

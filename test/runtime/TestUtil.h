@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -111,6 +115,42 @@ inline void expectSameTensor(const moert::Tensor &a, const moert::Tensor &b) {
   ASSERT_EQ(a.shape(), b.shape());
   ASSERT_EQ(a.byteSize(), b.byteSize());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.byteSize()), 0);
+}
+
+/// What a moe-run process did.
+struct Result {
+  int exitCode;
+  std::string out, err;
+};
+
+/// Runs moe-run with `args` and collects its exit code and output.
+inline Result moeRun(const std::vector<std::string> &args) {
+  TempDir logs;
+  std::string outPath = logs / "stdout", errPath = logs / "stderr";
+  std::vector<std::string> strings = {MOE_RUN};
+  strings.insert(strings.end(), args.begin(), args.end());
+  std::vector<char *> argv;
+  for (std::string &arg : strings)
+    argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t child = fork();
+  if (child == 0) {
+    int out = open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(errPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+      _exit(126);
+    execv(MOE_RUN, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, readBytes(outPath),
+          readBytes(errPath)};
+}
+
+inline void expectContains(const std::string &text, const std::string &part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "lacks '" << part << "':\n"
+                                                << text;
 }
 
 } // namespace moert::test

@@ -1,5 +1,7 @@
 # Fails if a binary in BINARIES ('|'-separated) needs libMLIR or libLLVM,
-# directly (readelf -d NEEDED entries) or transitively (ldd).
+# directly (readelf -d NEEDED entries) or transitively (ldd), or libcuda: the
+# runtime dlopen()s the CUDA driver, so that it loads on machines without
+# one.
 find_program(READELF readelf REQUIRED)
 find_program(LDD ldd REQUIRED)
 string(REPLACE "|" ";" binaries "${BINARIES}")
@@ -25,6 +27,11 @@ foreach(binary IN LISTS binaries)
       message(FATAL_ERROR
         "${binary} depends on ${CMAKE_MATCH_0}; the runtime must not link "
         "MLIR or LLVM:\n${listing}")
+    endif()
+    if(lower MATCHES "lib(cuda|cudart|nvrtc)[^ \n]*")
+      message(FATAL_ERROR
+        "${binary} depends on ${CMAKE_MATCH_0}; the runtime must load the "
+        "CUDA driver with dlopen, never link it:\n${listing}")
     endif()
   endforeach()
   message(STATUS "${binary}: ${needed}")

@@ -2,8 +2,9 @@
 //
 // Loads model.so, gives it parameters (random from a seed, or a safetensors
 // file) and inputs (.npy files, or generated from the seed), runs one entry
-// point, writes the results as .npy and prints a summary with the MoE
-// routing metrics spelled out.
+// point on the CPU or a CUDA device (optionally repeated and timed), writes
+// the results as .npy and prints a summary with the MoE routing metrics
+// spelled out.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,11 +15,14 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <set>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -44,6 +48,11 @@ options:
   --output-dir DIR       write each result as DIR/NAME.npy
   --seed S               seed for parameters and generated inputs (default 0)
   --threads N            worker threads (default: one per CPU)
+  --device D             cpu, cuda or cuda:N (default: the device the model
+                         was compiled for; cuda means cuda:0)
+  --repeat N             run N times and report invoke times (default 1)
+  --warmup W             untimed runs before those (default 0)
+  --timing-json FILE     write the timings as JSON (atomically)
   --describe             print the model's entry points and arguments, and exit
   -h, --help             print this help
 
@@ -54,7 +63,8 @@ constexpr int64_t defaultDim = 16;
 constexpr int64_t defaultTokenBound = 256;
 
 struct Options {
-  std::string model, entry, params, saveParams, outputDir;
+  std::string model, entry, params, saveParams, outputDir, device, timingJson;
+  int64_t repeat = 1, warmup = 0;
   std::vector<std::pair<std::string, std::string>> inputs;
   std::map<std::string, int64_t> dims;
   uint64_t seed = 0;
@@ -85,8 +95,9 @@ Options parseOptions(int argc, char **argv) {
     std::string flag = arg, value;
     size_t equals = arg.find('=');
     static const std::set<std::string> valued = {
-        "--entry", "--params",     "--save-params", "--input",
-        "--dim",   "--output-dir", "--seed",        "--threads"};
+        "--entry",  "--params",     "--save-params", "--input",
+        "--dim",    "--output-dir", "--seed",        "--threads",
+        "--device", "--repeat",     "--warmup",      "--timing-json"};
     if (equals != std::string::npos) {
       flag = arg.substr(0, equals);
       value = arg.substr(equals + 1);
@@ -114,6 +125,19 @@ Options parseOptions(int argc, char **argv) {
       options.seed = parseInteger<uint64_t>(value, flag, 0, UINT64_MAX);
     else if (flag == "--threads")
       options.threads = parseInteger<int32_t>(value, flag, 1, 4096);
+    else if (flag == "--device") {
+      try {
+        moert::Device::parse(value);
+      } catch (const moert::Error &e) {
+        throw UsageError("--device: " + std::string(e.what()));
+      }
+      options.device = value;
+    } else if (flag == "--repeat")
+      options.repeat = parseInteger<int64_t>(value, flag, 1, 1000000);
+    else if (flag == "--warmup")
+      options.warmup = parseInteger<int64_t>(value, flag, 0, 1000000);
+    else if (flag == "--timing-json")
+      options.timingJson = value;
     else {
       auto [name, extent] = splitAssignment(value, flag);
       options.dims[name] =
@@ -363,6 +387,87 @@ void makeDirectories(const std::string &path) {
   }
 }
 
+/// The timings of the timed runs.
+struct Timings {
+  std::vector<double> invoke, upload, download;
+
+  static double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    size_t n = values.size();
+    return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  }
+  static double mean(const std::vector<double> &values) {
+    return std::accumulate(values.begin(), values.end(), 0.0) /
+           double(values.size());
+  }
+};
+
+std::string jsonString(const std::string &text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+      out += escaped;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+std::string jsonNumber(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.6f", value);
+  return buffer;
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory
+/// and a rename, so that readers see the old file or the whole new one.
+void writeAtomically(const std::string &path, const std::string &text) {
+  size_t slash = path.rfind('/');
+  std::string temporary =
+      (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) +
+      ".moe-run-XXXXXX";
+  int fd = ::mkstemp(temporary.data());
+  if (fd < 0)
+    throw moert::Error(MOE_STATUS_IO_ERROR, "cannot create a temporary file "
+                                            "next to '" +
+                                                path +
+                                                "': " + std::strerror(errno));
+  bool written =
+      ::write(fd, text.data(), text.size()) == ssize_t(text.size()) &&
+      ::fsync(fd) == 0;
+  int error = errno;
+  written = ::close(fd) == 0 && written;
+  if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
+    error = written ? errno : error;
+    ::unlink(temporary.c_str());
+    throw moert::Error(MOE_STATUS_IO_ERROR,
+                       "cannot write '" + path + "': " + std::strerror(error));
+  }
+}
+
+void writeTimingJson(const std::string &path, const std::string &device,
+                     const std::string &entry, const Timings &timings) {
+  std::string text =
+      "{\"device\": " + jsonString(device) +
+      ", \"entry\": " + jsonString(entry) +
+      ", \"runs\": " + std::to_string(timings.invoke.size()) +
+      ", \"invoke_ms\": {\"min\": " +
+      jsonNumber(
+          *std::min_element(timings.invoke.begin(), timings.invoke.end())) +
+      ", \"median\": " + jsonNumber(Timings::median(timings.invoke)) +
+      ", \"mean\": " + jsonNumber(Timings::mean(timings.invoke)) +
+      "}, \"upload_ms\": " + jsonNumber(Timings::median(timings.upload)) +
+      ", \"download_ms\": " + jsonNumber(Timings::median(timings.download)) +
+      "}\n";
+  writeAtomically(path, text);
+}
+
 void printTable(const std::vector<std::vector<std::string>> &rows) {
   std::vector<size_t> widths;
   for (const auto &row : rows)
@@ -388,7 +493,10 @@ int run(const Options &options) {
   }
   std::string entry = chooseEntry(model, options.entry);
   std::vector<moert::ArgInfo> args = model.args(entry);
-  moert::Session session(model, options.threads);
+  moert::Device device = options.device.empty()
+                             ? moert::Device{model.device(), 0}
+                             : moert::Device::parse(options.device);
+  moert::Session session(model, device, options.threads);
   if (!options.params.empty())
     session.loadParameters(options.params);
   else
@@ -397,15 +505,32 @@ int run(const Options &options) {
     session.saveParameters(options.saveParams);
   std::vector<std::string> notes;
   moert::TensorList inputs = makeInputs(options, args, entry, notes);
-  moert::TensorList outputs = session.run(entry, inputs);
+  for (int64_t i = 0; i < options.warmup; ++i)
+    session.run(entry, inputs);
+  // Untimed runs wait for a CUDA stream once; timed ones after each phase.
+  bool timed =
+      options.repeat > 1 || options.warmup > 0 || !options.timingJson.empty();
+  Timings timings;
+  moert::TensorList outputs{nullptr};
+  for (int64_t i = 0; i < options.repeat; ++i) {
+    if (!timed) {
+      outputs = session.run(entry, inputs);
+      continue;
+    }
+    moe_run_timing timing{};
+    outputs = session.run(entry, inputs, timing);
+    timings.invoke.push_back(timing.invoke_ms);
+    timings.upload.push_back(timing.upload_ms);
+    timings.download.push_back(timing.download_ms);
+  }
 
   std::printf(
       "model %s (%s, %s)\n", options.model.c_str(),
       model.producer().empty() ? "unknown producer" : model.producer().c_str(),
       model.target().empty() ? "unknown target" : model.target().c_str());
   std::printf(
-      "entry point %s, %d threads, parameters %s\n", entry.c_str(),
-      session.numThreads(),
+      "entry point %s on %s, %d threads, parameters %s\n", entry.c_str(),
+      session.deviceDescription().c_str(), session.numThreads(),
       options.params.empty()
           ? ("random (seed " + std::to_string(options.seed) + ")").c_str()
           : ("from " + options.params).c_str());
@@ -446,6 +571,20 @@ int run(const Options &options) {
     std::printf("routing:\n");
     for (const std::string &line : metricLines)
       std::printf("  %s\n", line.c_str());
+  }
+  if (timed) {
+    std::printf("timing over %zu runs (%lld warmup): invoke min %.3f ms  "
+                "median %.3f ms  mean %.3f ms",
+                timings.invoke.size(), static_cast<long long>(options.warmup),
+                *std::min_element(timings.invoke.begin(), timings.invoke.end()),
+                Timings::median(timings.invoke), Timings::mean(timings.invoke));
+    if (device.kind == MOE_DEVICE_CUDA)
+      std::printf("; upload median %.3f ms  download median %.3f ms",
+                  Timings::median(timings.upload),
+                  Timings::median(timings.download));
+    std::printf("\n");
+    if (!options.timingJson.empty())
+      writeTimingJson(options.timingJson, device.name(), entry, timings);
   }
   return 0;
 }

@@ -82,6 +82,9 @@ reporting:
   --eval-examples N       records decoded for exact match (default 64)
   --max-new-tokens N      generation limit (default 48)
   --threads N             worker threads (default: one per CPU)
+  --device D              cpu, cuda or cuda:N (default: the device the model
+                          was compiled for); on a GPU, train_step runs there
+                          and AdamW updates the parameters on the host
   --quiet                 no progress bar
   -h, --help              print this help
 
@@ -112,6 +115,7 @@ struct Options {
   int64_t checkpointEvery = 100, evalEvery = 0, evalExamples = 64,
           maxNewTokens = 48;
   int32_t threads = 0;
+  std::string device; // "": the model's.
 };
 
 std::vector<std::string> splitList(const std::string &text) {
@@ -234,6 +238,14 @@ Options parseOptions(int argc, char **argv) {
       o.maxNewTokens = count(1);
     else if (flag == "--threads")
       o.threads = parseInteger<int32_t>(value, flag, 1, 4096);
+    else if (flag == "--device") {
+      try {
+        moert::Device::parse(value);
+      } catch (const moert::Error &e) {
+        throw UsageError("--device: " + std::string(e.what()));
+      }
+      o.device = value;
+    }
     else
       throw UsageError("unknown option '" + arg + "'");
   }
@@ -686,7 +698,10 @@ void Trainer::evaluateSet(int64_t step, const std::string &name,
 
 int Trainer::run() {
   model = moert::Model::load(o.model);
-  session = moert::Session(model, o.threads);
+  session = moert::Session(model,
+                           o.device.empty() ? moert::Device{model.device(), 0}
+                                            : moert::Device::parse(o.device),
+                           o.threads);
   trainData = moert::Dataset::readJsonl(o.data);
   for (const std::string &path : o.evals) {
     // Reported by file name without directory and extension.

@@ -1,7 +1,8 @@
 /*===- moert.h - The moert runtime C API --------------------------*- C -*-===*
  *
  * libmoert loads a model compiled by moec (model.so, see moe/abi/moe_abi.h),
- * holds its parameters and runs its entry points on the CPU.
+ * holds its parameters and runs its entry points on the CPU or, for models
+ * compiled with `moec --target=cuda`, on an NVIDIA GPU (see "Devices").
  *
  * Conventions, true for every function below unless its comment says
  * otherwise:
@@ -75,11 +76,16 @@ typedef enum moe_status_code {
                                         INVALID_ARGUMENT / OUT_OF_MEMORY) */
   MOE_STATUS_OUT_OF_MEMORY = 7,
   MOE_STATUS_UNSUPPORTED = 8, /* well-formed input this runtime cannot
-                                 handle yet (Fortran-order npy, GPU models) */
+                                 handle yet (Fortran-order npy) */
   MOE_STATUS_INTERNAL = 9,
-  MOE_STATUS_NON_FINITE = 10 /* a NaN or infinity where training needs
-                                finite values: a gradient, a loss (see
-                                moert_train.h) */
+  MOE_STATUS_NON_FINITE = 10,  /* a NaN or infinity where training needs
+                                  finite values: a gradient, a loss (see
+                                  moert_train.h) */
+  MOE_STATUS_DEVICE_ERROR = 11 /* the CUDA driver is missing or failed: no
+                                  device, a bad ordinal, a refused module, a
+                                  failed launch or copy; the message names
+                                  the operation and the CUDA error
+                                  (CUDA_ERROR_...) */
 } moe_status_code;
 
 /* Code of a status; MOE_STATUS_OK for NULL. */
@@ -225,6 +231,19 @@ MOERT_API moe_status *moe_npy_read(const char *path, moe_tensor **out);
  * atomically. bf16 has no npy type and is refused: cast to f32 first. */
 MOERT_API moe_status *moe_npy_write(const char *path, const moe_tensor *tensor);
 
+/*===------------------------------ Devices -----------------------------===*/
+
+/* Where a model runs. The model's compiled target decides: a model compiled
+ * for the CPU runs only on the CPU, one compiled with `moec --target=cuda`
+ * only on a CUDA device. */
+typedef enum moe_device {
+  MOE_DEVICE_CPU = MOE_ABI_DEVICE_HOST,
+  MOE_DEVICE_CUDA = MOE_ABI_DEVICE_CUDA
+} moe_device;
+
+/* Static name: "cpu" or "cuda"; NULL if invalid. */
+MOERT_API const char *moe_device_name(moe_device device);
+
 /*===------------------------------- Models -----------------------------===*/
 
 typedef struct moe_model moe_model;
@@ -259,6 +278,8 @@ MOERT_API const char *moe_model_path(const moe_model *model);
 MOERT_API const char *moe_model_producer(const moe_model *model);
 MOERT_API const char *moe_model_target(const moe_model *model);
 MOERT_API const char *moe_model_signature_json(const moe_model *model);
+/* The device the model was compiled for. */
+MOERT_API moe_device moe_model_device(const moe_model *model);
 /* Human-readable, multi-line description of every entry and argument. */
 MOERT_API const char *moe_model_description(const moe_model *model);
 
@@ -286,9 +307,8 @@ MOERT_API int moe_model_arg_default(const moe_model *model, int32_t entry,
  * the name of group `group` (owned by the model; NULL if out of range). */
 MOERT_API int32_t moe_model_arg_num_groups(const moe_model *model,
                                            int32_t entry, int32_t arg);
-MOERT_API const char *moe_model_arg_group(const moe_model *model,
-                                          int32_t entry, int32_t arg,
-                                          int32_t group);
+MOERT_API const char *moe_model_arg_group(const moe_model *model, int32_t entry,
+                                          int32_t arg, int32_t group);
 
 /*===------------------------------ Sessions ----------------------------===*/
 
@@ -298,22 +318,53 @@ MOERT_API const char *moe_model_arg_group(const moe_model *model,
  * thread-safe: runs share the session (they may proceed concurrently, except
  * that a run of an entry with OPTIMIZER_STATE arguments, which the model
  * updates in place, is exclusive), and functions that change parameters wait
- * for runs in progress. */
+ * for runs in progress.
+ *
+ * On a CUDA device the model reads parameters and optimizer state from
+ * device memory; the session also keeps a host copy of each, which the
+ * parameter functions below (and the optimizer of moert_train.h) read and
+ * write: a changed parameter is copied to the device before the next run
+ * that reads it, and optimizer state that a run updates on the device is
+ * copied back when the run ends. Inputs and results stay host tensors: a run
+ * copies inputs to the device and results back. Concurrent runs of one CUDA
+ * session each get their own stream and proceed in parallel on the GPU. */
 typedef struct moe_session moe_session;
 
-/* Creates a session for `model` (retained) with `num_threads` workers for
- * parallel_for (at most 4096); 0 means one per CPU this process may use.
- * Parameters start uninitialised (runs fail until moe_session_init_parameters,
+/* Creates a session for `model` (retained) on the device it was compiled
+ * for (CUDA models: device 0) with `num_threads` workers for parallel_for
+ * (at most 4096); 0 means one per CPU this process may use. Parameters start
+ * uninitialised (runs fail until moe_session_init_parameters,
  * moe_session_load_parameters or moe_session_set_parameter has given each a
  * value); optimizer state starts at zero. */
 MOERT_API moe_status *moe_session_create(moe_model *model, int32_t num_threads,
                                          moe_session **out);
+/* The same on a chosen device: MOE_DEVICE_CPU (ordinal ignored), or
+ * MOE_DEVICE_CUDA and the CUDA device ordinal (0 for the first GPU). The
+ * device must be the one the model was compiled for: anything else fails
+ * with INVALID_ARGUMENT, saying how to recompile. On a CUDA device the
+ * session loads the CUDA driver (libcuda.so.1, or the file that the
+ * environment variable MOERT_LIBCUDA names; the runtime never links it),
+ * retains the device's primary context, loads the model's device code (its
+ * cubin, else the PTX compiled by the driver) and allocates device memory
+ * for every parameter and optimizer-state tensor; a missing driver, no
+ * device, an ordinal out of range or refused device code fail with
+ * DEVICE_ERROR and a message naming the CUDA error. */
+MOERT_API moe_status *moe_session_create_on(moe_model *model,
+                                            int32_t num_threads,
+                                            moe_device device, int32_t ordinal,
+                                            moe_session **out);
 MOERT_API void moe_session_retain(moe_session *session);
 MOERT_API void moe_session_release(moe_session *session);
 
 /* The session's model, borrowed. */
 MOERT_API moe_model *moe_session_get_model(const moe_session *session);
 MOERT_API int32_t moe_session_num_threads(const moe_session *session);
+/* The session's device, its ordinal (0 on the CPU) and a description owned
+ * by the session: "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
+MOERT_API moe_device moe_session_device(const moe_session *session);
+MOERT_API int32_t moe_session_device_ordinal(const moe_session *session);
+MOERT_API const char *
+moe_session_device_description(const moe_session *session);
 
 /* The parameters and optimizer-state tensors, in order of first appearance
  * in the model's entries. Info owned by the model; NULL if out of range. */
@@ -361,6 +412,26 @@ MOERT_API moe_status *moe_session_set_parameter(moe_session *session,
 MOERT_API moe_status *moe_session_run(moe_session *session, const char *entry,
                                       const moe_tensor_list *inputs,
                                       moe_tensor_list **outputs);
+
+/* Where the time of a run went, in milliseconds of wall-clock time. */
+typedef struct moe_run_timing {
+  double upload_ms;   /* copying inputs, and parameters changed since the
+                         last run, to the device (0 on the CPU) */
+  double invoke_ms;   /* the model's invoke call and, on a CUDA device,
+                         waiting for the stream to finish its work */
+  double download_ms; /* turning results into host tensors: copying them
+                         from the device (on the CPU: copying views) */
+} moe_run_timing;
+
+/* moe_session_run that also measures its phases into `*timing` (which may be
+ * NULL). On a CUDA device a timed run waits for the stream after each phase
+ * (an untimed run waits once, at the end) so that the phases do not
+ * overlap. */
+MOERT_API moe_status *moe_session_run_timed(moe_session *session,
+                                            const char *entry,
+                                            const moe_tensor_list *inputs,
+                                            moe_tensor_list **outputs,
+                                            moe_run_timing *timing);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,8 @@
 // status's code and message. Thread safety is that of the C functions
 // underneath (see moert.h): models and sessions may be shared across
 // threads, tensors and tensor lists need external synchronisation when one
-// thread modifies them.
+// thread modifies them. Tensors are host memory on every device: sessions on
+// a CUDA device copy inputs up and results back.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MOE_RUNTIME_MOERT_HPP
@@ -202,6 +203,35 @@ public:
   }
 };
 
+/// A device to run on: the CPU, or a CUDA device by ordinal.
+struct Device {
+  moe_device kind = MOE_DEVICE_CPU;
+  int32_t ordinal = 0;
+
+  static Device cpu() { return {MOE_DEVICE_CPU, 0}; }
+  static Device cuda(int32_t ordinal = 0) { return {MOE_DEVICE_CUDA, ordinal}; }
+  /// "cpu", "cuda" (device 0) or "cuda:N"; throws INVALID_ARGUMENT
+  /// otherwise.
+  static Device parse(const std::string &text) {
+    if (text == "cpu")
+      return cpu();
+    if (text == "cuda")
+      return cuda();
+    const std::string prefix = "cuda:";
+    if (text.compare(0, prefix.size(), prefix) == 0 &&
+        text.size() > prefix.size() && text.size() <= prefix.size() + 4 &&
+        text.find_first_not_of("0123456789", prefix.size()) ==
+            std::string::npos)
+      return cuda(std::stoi(text.substr(prefix.size())));
+    throw Error(MOE_STATUS_INVALID_ARGUMENT,
+                "device '" + text + "' is not cpu, cuda or cuda:N");
+  }
+  /// "cpu" or "cuda:N".
+  std::string name() const {
+    return kind == MOE_DEVICE_CPU ? "cpu" : "cuda:" + std::to_string(ordinal);
+  }
+};
+
 /// A copy of a moe_arg_info.
 struct ArgInfo {
   std::string name;
@@ -234,6 +264,8 @@ public:
   std::string producer() const { return moe_model_producer(raw); }
   std::string target() const { return moe_model_target(raw); }
   std::string signatureJson() const { return moe_model_signature_json(raw); }
+  /// The device the model was compiled for.
+  moe_device device() const { return moe_model_device(raw); }
   std::string description() const { return moe_model_description(raw); }
 
   std::vector<std::string> entryNames() const {
@@ -263,9 +295,15 @@ class Session : public detail::Handle<moe_session, moe_session_retain,
 public:
   using Handle::Handle;
 
-  /// numThreads 0: one per available CPU.
+  /// On the device the model was compiled for; numThreads 0: one per
+  /// available CPU.
   explicit Session(const Model &model, int32_t numThreads = 0) {
     check(moe_session_create(model.get(), numThreads, &raw));
+  }
+  /// On `device`, which must be the kind the model was compiled for.
+  Session(const Model &model, const Device &device, int32_t numThreads = 0) {
+    check(moe_session_create_on(model.get(), numThreads, device.kind,
+                                device.ordinal, &raw));
   }
 
   Model model() const {
@@ -274,6 +312,13 @@ public:
     return Model(model);
   }
   int32_t numThreads() const { return moe_session_num_threads(raw); }
+  Device device() const {
+    return {moe_session_device(raw), moe_session_device_ordinal(raw)};
+  }
+  /// "cpu" or e.g. "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)".
+  std::string deviceDescription() const {
+    return moe_session_device_description(raw);
+  }
   /// Parameters and optimizer state.
   std::vector<ArgInfo> parameters() const {
     std::vector<ArgInfo> infos;
@@ -303,6 +348,14 @@ public:
   TensorList run(const std::string &entry, const TensorList &inputs) {
     moe_tensor_list *out = nullptr;
     check(moe_session_run(raw, entry.c_str(), inputs.get(), &out));
+    return TensorList(out);
+  }
+  /// run() that also measures its phases (see moe_session_run_timed).
+  TensorList run(const std::string &entry, const TensorList &inputs,
+                 moe_run_timing &timing) {
+    moe_tensor_list *out = nullptr;
+    check(
+        moe_session_run_timed(raw, entry.c_str(), inputs.get(), &out, &timing));
     return TensorList(out);
   }
 };
