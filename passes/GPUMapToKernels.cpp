@@ -13,6 +13,8 @@
 //    parallel loop or deallocation;
 //  - scf.for / scf.if whose bodies contain parallel loops stay on the host
 //    and launch kernels from their bodies;
+//  - calls to the launch declarations of hand-built kernels (see
+//    passes/MoELowering/DeviceKernel.h) become gpu.launch_func;
 //  - constants (memref.get_global) are copied into device memory, through
 //    @__moe_cuda_upload, which the model emitter defines over the runtime's
 //    cuda_copy service.
@@ -24,6 +26,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "passes/MoELowering/DeviceKernel.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -43,9 +46,10 @@ using namespace mlir;
 
 namespace {
 
+using moec::lowering::kKernelModule;
+using moec::lowering::kLaunchAttr;
+
 constexpr llvm::StringLiteral kUploadFunction = "__moe_cuda_upload";
-/// All kernels go into one gpu.module, so a model has one device blob.
-constexpr llvm::StringLiteral kKernelModule = "moe_kernels";
 
 /// Whether `op`, or anything nested in it, reads or writes memory. Ops that
 /// say nothing about their effects are assumed to.
@@ -145,6 +149,13 @@ private:
         flush(group);
         continue;
       }
+      if (auto call = dyn_cast<func::CallOp>(op)) {
+        if (auto kernel = launchedKernel(call)) {
+          flush(group);
+          launchHandBuiltKernel(call, kernel);
+          continue;
+        }
+      }
       if (auto loop = dyn_cast<scf::ParallelOp>(op)) {
         if (llvm::any_of(op.getOperands(),
                          [&](Value v) { return group.values.contains(v); }))
@@ -201,6 +212,27 @@ private:
     }
     flush(group);
     return success();
+  }
+
+  /// The kernel that `call` launches when its callee is a launch
+  /// declaration.
+  SymbolRefAttr launchedKernel(func::CallOp call) {
+    auto callee = SymbolTable::lookupNearestSymbolFrom<func::FuncOp>(
+        call, call.getCalleeAttr());
+    return callee ? callee->getAttrOfType<SymbolRefAttr>(kLaunchAttr)
+                  : SymbolRefAttr();
+  }
+
+  /// Operands: grid x, y, z, block x, y, z, then the kernel's arguments.
+  void launchHandBuiltKernel(func::CallOp call, SymbolRefAttr kernel) {
+    OpBuilder b(call);
+    ValueRange operands = call.getOperands();
+    gpu::KernelDim3 grid{operands[0], operands[1], operands[2]};
+    gpu::KernelDim3 block{operands[3], operands[4], operands[5]};
+    gpu::LaunchFuncOp::create(b, call.getLoc(), kernel, grid, block,
+                              /*dynamicSharedMemorySize=*/Value(),
+                              operands.drop_front(6));
+    call.erase();
   }
 
   /// A 1-d launch whose kernel will be outlined as @moe_kernels::@<fn>_<n>;
@@ -404,10 +436,16 @@ struct MoEGPUMapToKernels
     SmallVector<func::FuncOp> functions(
         getOperation().getOps<func::FuncOp>());
     for (func::FuncOp fn : functions) {
+      if (fn->hasAttr(kLaunchAttr))
+        continue;
       KernelBuilder builder(&getContext());
       if (failed(builder.mapFunction(fn)))
         return signalPassFailure();
     }
+    // Every call to a launch declaration is a gpu.launch_func now.
+    for (func::FuncOp fn : functions)
+      if (fn->hasAttr(kLaunchAttr))
+        fn.erase();
   }
 };
 

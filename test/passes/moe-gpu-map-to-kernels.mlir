@@ -158,3 +158,39 @@ func.func @scalar_between_kernels(%a: memref<9xi32>, %o: memref<i64>, %n: index,
   }
   return
 }
+
+// -----
+
+// A call to the launch declaration of a hand-built kernel becomes a
+// gpu.launch_func with the call's grid, block and kernel arguments; the
+// single-thread work before it is launched first, so that the kernel sees
+// its writes; the declaration is gone.
+// CHECK-LABEL: func.func @hand_built
+// CHECK-SAME: (%[[A:.*]]: memref<?xf32>, %[[N:.*]]: index)
+// CHECK: gpu.launch blocks
+// CHECK: memref.store
+// CHECK: gpu.terminator
+// CHECK: %[[OUT:.*]] = memref.alloc(%[[N]])
+// CHECK: gpu.launch_func @moe_kernels::@scale blocks in (%[[N]], %{{.*}}, %{{.*}}) threads in (%{{.*}}, %{{.*}}, %{{.*}}) args(%[[N]] : index, %[[A]] : memref<?xf32>, %[[OUT]] : memref<?xf32>)
+// CHECK-NOT: func.call
+// CHECK-NOT: __moe_launch
+module attributes {gpu.container_module} {
+  gpu.module @moe_kernels {
+    gpu.func @scale(%n: index, %in: memref<?xf32>, %out: memref<?xf32>) kernel {
+      %i = gpu.block_id x
+      %v = memref.load %in[%i] : memref<?xf32>
+      memref.store %v, %out[%i] : memref<?xf32>
+      gpu.return
+    }
+  }
+  func.func private @__moe_launch.scale(index, index, index, index, index, index, index, memref<?xf32>, memref<?xf32>) attributes {moe.launch = @moe_kernels::@scale}
+  func.func @hand_built(%a: memref<?xf32>, %n: index) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %one = arith.constant 1.0 : f32
+    memref.store %one, %a[%c0] : memref<?xf32>
+    %out = memref.alloc(%n) : memref<?xf32>
+    func.call @__moe_launch.scale(%n, %c1, %c1, %c1, %c1, %c1, %n, %a, %out) : (index, index, index, index, index, index, index, memref<?xf32>, memref<?xf32>) -> ()
+    return
+  }
+}
