@@ -114,14 +114,17 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "passes/MoELowering/DeviceKernel.h"
 #include "passes/MoELowering/Lowering.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/PatternMatch.h"
@@ -138,8 +141,14 @@ using namespace moec::lowering;
 
 namespace {
 
+/// How the target wants some ops lowered (the pass options).
+struct TargetChoices {
+  bool expertRows = false;
+  bool deviceKernels = false;
+};
+
 /// Lowers one fine-grained op; returns its replacement values.
-SmallVector<Value> lowerOp(IB &b, Operation *op, bool expertRows) {
+SmallVector<Value> lowerOp(IB &b, Operation *op, TargetChoices target) {
   return llvm::TypeSwitch<Operation *, SmallVector<Value>>(op)
       .Case([&](moec::moe::GateOp o) { return lowerGate(b, o); })
       .Case([&](moec::moe::TokenChoiceOp o) { return lowerTokenChoice(b, o); })
@@ -148,7 +157,8 @@ SmallVector<Value> lowerOp(IB &b, Operation *op, bool expertRows) {
       .Case([&](moec::moe::DispatchOp o) { return lowerDispatch(b, o); })
       .Case([&](moec::moe::PermuteOp o) { return lowerPermute(b, o); })
       .Case([&](moec::moe::ExpertFFNOp o) {
-        return expertRows ? lowerExpertFFNByRows(b, o) : lowerExpertFFN(b, o);
+        return target.expertRows ? lowerExpertFFNByRows(b, o)
+                                 : lowerExpertFFN(b, o);
       })
       .Case([&](moec::moe::CombineOp o) { return lowerCombine(b, o); })
       .Case(
@@ -210,7 +220,8 @@ struct ConvertMoEToLinalg
     for (Operation *op : ops) {
       rewriter.setInsertionPoint(op);
       IB b(op->getLoc(), rewriter);
-      SmallVector<Value> replacements = lowerOp(b, op, expertRows);
+      SmallVector<Value> replacements =
+          lowerOp(b, op, {expertRows, deviceKernels});
       if (replacements.size() != op->getNumResults()) {
         op->emitOpError() << "has no lowering to linalg";
         return signalPassFailure();

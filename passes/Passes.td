@@ -322,10 +322,18 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
   let options = [
     Option<"expertRows", "expert-rows", "bool", /*default=*/"false",
            "Lower moe.expert_ffn to grouped products over rows instead of "
-           "a loop over experts (GPU targets)">
+           "a loop over experts (GPU targets)">,
+    Option<"deviceKernels", "device-kernels", "bool", /*default=*/"false",
+           "Lower the ops that have one to hand-built CUDA kernels "
+           "(gpu.func in @moe_kernels, launched through declarations that "
+           "moe-gpu-map-to-kernels turns into gpu.launch_func)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::scf::SCFDialect",

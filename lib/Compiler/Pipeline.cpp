@@ -56,7 +56,7 @@ const PhaseInfo kPhases[] = {
     {Phase::Autodiff, "autodiff", "", ""},
     {Phase::Lower, "lower",
      "func.func(convert-nn-to-linalg),convert-moe-to-linalg,canonicalize,cse",
-     "func.func(convert-nn-to-linalg),convert-moe-to-linalg{expert-rows},"
+     "func.func(convert-nn-to-linalg),convert-moe-to-linalg{expert-rows device-kernels},"
      "canonicalize,cse"},
     {Phase::Bufferize, "bufferize",
      "func.func(linalg-fuse-elementwise-ops),moe-cpu-tile-and-vectorize,"
