@@ -132,7 +132,14 @@ private:
 
   LogicalResult mapBlock(Block &block) {
     Group group;
-    for (Operation &op : llvm::make_early_inc_range(block)) {
+    // A snapshot: flush moves ops of this block into kernels, some of them
+    // ahead of the walk (see pullScalarUsers); those are skipped.
+    SmallVector<Operation *> ops = llvm::map_to_vector(
+        block, [](Operation &op) { return &op; });
+    for (Operation *current : ops) {
+      if (current->getBlock() != &block)
+        continue;
+      Operation &op = *current;
       llvm::SetVector<Value> usedSet;
       collectUsedValues(&op, usedSet);
       ArrayRef<Value> used = usedSet.getArrayRef();
@@ -200,11 +207,7 @@ private:
           flush(group);
         continue;
       }
-      bool scalar = op.getNumRegions() == 0 && isMemoryEffectFree(&op) &&
-                    llvm::none_of(op.getResultTypes(), [](Type type) {
-                      return isa<BaseMemRefType>(type);
-                    });
-      if (!scalar)
+      if (!isScalarOp(&op))
         return op.emitOpError()
                << "needs a value computed on the device (a data-dependent "
                   "shape?), which the CUDA target does not support";
@@ -256,10 +259,45 @@ private:
                                  /*clusterSizeZ=*/nullptr, module, function);
   }
 
+  /// Scalar arithmetic without memory effects or regions.
+  static bool isScalarOp(Operation *op) {
+    return op->getNumRegions() == 0 && isMemoryEffectFree(op) &&
+           llvm::none_of(op->getResultTypes(), [](Type type) {
+             return isa<BaseMemRefType>(type);
+           });
+  }
+
+  /// Scalar ops further down the block that use the group's values (a
+  /// coefficient loaded in the forward pass, scaled again in the backward
+  /// pass) move into the group when their other operands are already
+  /// available: the host cannot compute them, and their results then reach
+  /// later kernels like any value of the group.
+  void pullScalarUsers(Group &group) {
+    Block *block = group.ops.back()->getBlock();
+    for (size_t i = 0; i < group.ops.size(); ++i) {
+      for (Operation *user : group.ops[i]->getUsers()) {
+        Operation *last = group.ops.back();
+        if (user->getBlock() != block || !last->isBeforeInBlock(user) ||
+            !isScalarOp(user))
+          continue;
+        bool available = llvm::all_of(user->getOperands(), [&](Value v) {
+          Operation *def = v.getDefiningOp();
+          return group.values.contains(v) || !def ||
+                 def->getBlock() != block || def->isBeforeInBlock(last);
+        });
+        if (!available)
+          continue;
+        user->moveAfter(last);
+        group.add(user);
+      }
+    }
+  }
+
   /// One thread runs the group's ops, at the position of the last one.
   void flush(Group &group) {
     if (group.ops.empty())
       return;
+    pullScalarUsers(group);
     Operation *last = group.ops.back();
     OpBuilder b(last->getContext());
     b.setInsertionPointAfter(last);

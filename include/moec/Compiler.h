@@ -68,6 +68,10 @@ struct CompileOptions {
   std::string cpu;
   /// Print the IR after every pass (debugging).
   bool printIRAfterAll = false;
+  /// CPU: lower moe.expert_ffn and its gradient as the CUDA target does
+  /// (grouped products over rows), so that the CUDA lowering's numerics
+  /// are tested on machines without a GPU.
+  bool cpuExpertRows = false;
 };
 
 /// Registers every dialect the compiler reads or produces.

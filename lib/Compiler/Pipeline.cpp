@@ -117,7 +117,10 @@ std::string replaceAll(std::string text, llvm::StringRef from,
 /// The phase's pipeline for the options' target.
 std::string pipelineFor(const PhaseInfo &info, const CompileOptions &options) {
   if (options.target == Target::CPU)
-    return info.cpu;
+    return options.cpuExpertRows
+               ? replaceAll(info.cpu, "convert-moe-to-linalg,",
+                            "convert-moe-to-linalg{expert-rows},")
+               : info.cpu;
   std::string pipeline = replaceAll(info.cuda, "@CHIP@", options.gpuArch);
   pipeline = replaceAll(pipeline, "@FEATURES@", ptxFeatures(options.gpuArch));
   return replaceAll(pipeline, "@TOOLKIT@",

@@ -179,9 +179,7 @@ SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op) {
       })};
 }
 
-/// The expert of every row of the permuted input: e where offsets[e] <= row
-/// < offsets[e+1], or E for rows outside every segment (padding).
-static Value rowExperts(IB &b, Value offsets, Value rows, Value experts) {
+Value rowExperts(IB &b, Value offsets, Value rows, Value experts) {
   Type i32 = b.getI32Type();
   auto type = RankedTensorType::get({ShapedType::kDynamic}, i32);
   return generic(
@@ -208,10 +206,8 @@ static Value rowExperts(IB &b, Value offsets, Value rows, Value experts) {
       });
 }
 
-/// out[r, n] = sum_k lhs[r, k] * weights[expert[r], k, n] in f32; padding
-/// rows (expert E) read expert 0 and are zeroed by the caller.
-static Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert,
-                           Value rows, Value columns) {
+Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
+                    Value columns, bool transposeWeights) {
   auto type = RankedTensorType::get(
       {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
   Value last = subI(b, dim(b, weights, 0), cIdx(b, 1));
@@ -221,7 +217,9 @@ static Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert,
        projection(b, 3, {0, 1})},
       {kPar, kPar, IteratorType::reduction}, [&](IB &nb, ValueRange args) {
         Value e = minSI(nb, toIndex(nb, args[1]), last);
-        Value w = extract(nb, weights, {e, loopIndex(nb, 2), loopIndex(nb, 1)});
+        Value k = loopIndex(nb, 2), n = loopIndex(nb, 1);
+        Value w = transposeWeights ? extract(nb, weights, {e, n, k})
+                                   : extract(nb, weights, {e, k, n});
         return arith::AddFOp::create(
             nb, args[2],
             arith::MulFOp::create(nb, toF32(nb, args[0]), toF32(nb, w)));

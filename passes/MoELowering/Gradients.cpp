@@ -579,6 +579,156 @@ SmallVector<Value> lowerExpertFFNGrad(IB &b, moe::ExpertFFNGradOp op) {
   return replacements;
 }
 
+namespace {
+
+/// out[e, i, j] = sum of lhs[r, i] * rhs[r, j] over the rows r of expert e's
+/// segment, or out[e, i] = sum of lhs[r, i] without `rhs`; f32, `type`'s
+/// shape with `sizes`. One thread's worth of work per element on a GPU: a
+/// loop over the segment, so no row is visited by more than one expert.
+Value segmentSums(IB &b, Value offsets, Value rows, Value lhs, Value rhs,
+                  RankedTensorType type, ArrayRef<Value> sizes) {
+  unsigned rank = type.getRank();
+  SmallVector<utils::IteratorType> iterators(rank, kPar);
+  return generic(
+      b, empty(b, withElement(type, b.getF32Type()), sizes), {},
+      {b.getMultiDimIdentityMap(rank)}, iterators,
+      [&](IB &nb, ValueRange) {
+        auto [lo, hi] = segment(nb, offsets, loopIndex(nb, 0), rows);
+        // linalg.index must sit in the generic's body, not in the loop's.
+        Value i = loopIndex(nb, 1), j = rhs ? loopIndex(nb, 2) : Value();
+        return forLoop1(
+            nb, lo, hi, cF32(nb, 0.0), [&](IB &lb, Value r, ValueRange acc) {
+              Value term = toF32(lb, extract(lb, lhs, {r, i}));
+              if (rhs)
+                term = arith::MulFOp::create(
+                    lb, term,
+                    toF32(lb, extract(lb, rhs, {r, j})));
+              return SmallVector<Value>{
+                  arith::AddFOp::create(lb, acc[0], term)};
+            });
+      });
+}
+
+/// z[r, f] = a[r, f] + bias[expert[r], f] (f32); padding rows read the last
+/// expert's bias.
+Value addRowBias(IB &b, Value a, Value bias, Value expert) {
+  if (!bias)
+    return a;
+  Value last = subI(b, dim(b, bias, 0), cIdx(b, 1));
+  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
+  return generic(b, empty(b, tensorType(a), sizesOf(b, a)), {a, expert},
+                 {id, row, id}, {kPar, kPar}, [&](IB &nb, ValueRange args) {
+                   Value e = minSI(nb, toIndex(nb, args[1]), last);
+                   return arith::AddFOp::create(
+                       nb, args[0],
+                       toF32(nb, extract(nb, bias, {e, loopIndex(nb, 1)})));
+                 });
+}
+
+} // namespace
+
+SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op) {
+  Value dy = op.getResultGrad(), x = op.getInput(), offsets = op.getOffsets();
+  Value fc1 = op.getFc1(), fc2 = op.getFc2(), fc3 = op.getFc3();
+  Value rows = dim(b, x, 0), features = dim(b, x, 1);
+  Value experts = dim(b, fc1, 0), hidden = dim(b, fc1, 2);
+  auto used = [](Value result) { return result && !result.use_empty(); };
+  SmallVector<Value> replacements;
+  for (Value result : op->getResults())
+    replacements.push_back(unread(b, result));
+  bool gated = static_cast<bool>(fc3);
+  bool wantInput = used(op.getInputGrad());
+  bool needA1 = wantInput || used(op.getFc1Grad()) ||
+                used(op.getFc1BiasGrad());
+  bool needA3 = gated && (wantInput || used(op.getFc3Grad()) ||
+                          used(op.getFc3BiasGrad()));
+  if (!needA1 && !needA3 && !used(op.getFc2Grad()) &&
+      !used(op.getFc2BiasGrad()))
+    return replacements;
+
+  // Results in op order: input, fc1, fc2, then the optional operands' ones.
+  auto setResult = [&](Value result, Value value) {
+    if (!used(result))
+      return;
+    unsigned index = cast<OpResult>(result).getResultNumber();
+    replacements[index] =
+        castTo(b, value, cast<RankedTensorType>(result.getType()));
+  };
+  auto segmentGrad = [&](Value result, Value operand, Value lhs, Value rhs) {
+    if (used(result))
+      setResult(result,
+                segmentSums(b, offsets, rows, lhs, rhs,
+                            cast<RankedTensorType>(result.getType()),
+                            sizesOf(b, operand)));
+  };
+
+  Value expert = rowExperts(b, offsets, rows, experts);
+  Value a1 = addRowBias(b, groupedMatmul(b, x, fc1, expert, rows, hidden),
+                        op.getFc1Bias(), expert);
+  Value a3 = gated ? addRowBias(b, groupedMatmul(b, x, fc3, expert, rows, hidden),
+                                op.getFc3Bias(), expert)
+                   : Value();
+  Hidden h{a1, a3, Value(), Value(), rows, hidden};
+  FFNActivation activation = ffnActivationOf(op);
+  if (used(op.getFc2Grad()))
+    segmentGrad(op.getFc2Grad(), fc2, activations(b, h, activation), dy);
+  segmentGrad(op.getFc2BiasGrad(), op.getFc2Bias(), dy, Value());
+  if (!needA1 && !needA3)
+    return replacements;
+
+  Value dh = groupedMatmul(b, dy, fc2, expert, rows, hidden,
+                           /*transposeWeights=*/true);
+  Value da1 = h.map(b, {dh}, [&](IB &nb, Value z1, Value z3, ValueRange args) {
+    Value v =
+        arith::MulFOp::create(nb, args[0], activateGrad(nb, z1, activation));
+    return z3 ? arith::MulFOp::create(nb, v, gatedFactor(nb, z3, activation))
+              : v;
+  });
+  Value da3 =
+      needA3 ? h.map(b, {dh},
+                     [&](IB &nb, Value z1, Value z3, ValueRange args) {
+                       return gatedFactorGrad(
+                           nb, z3,
+                           arith::MulFOp::create(
+                               nb, args[0], activate(nb, z1, activation)),
+                           activation);
+                     })
+             : Value();
+  segmentGrad(op.getFc1Grad(), fc1, x, da1);
+  segmentGrad(op.getFc1BiasGrad(), op.getFc1Bias(), da1, Value());
+  if (gated) {
+    segmentGrad(op.getFc3Grad(), fc3, x, da3);
+    segmentGrad(op.getFc3BiasGrad(), op.getFc3Bias(), da3, Value());
+  }
+  if (!wantInput)
+    return replacements;
+
+  // dx = da1 @ fc1[e]^T (+ da3 @ fc3[e]^T), zero on padding rows.
+  Value dx1 = groupedMatmul(b, da1, fc1, expert, rows, features,
+                            /*transposeWeights=*/true);
+  Value dx3 = gated ? groupedMatmul(b, da3, fc3, expert, rows, features,
+                                    /*transposeWeights=*/true)
+                    : Value();
+  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
+  SmallVector<Value> inputs = {dx1, expert};
+  SmallVector<AffineMap> maps = {id, row, id};
+  if (dx3) {
+    inputs.push_back(dx3);
+    maps.insert(maps.begin() + 2, id);
+  }
+  Value dx = generic(
+      b, empty(b, tensorType(dx1), {rows, features}), inputs, maps,
+      {kPar, kPar}, [&](IB &nb, ValueRange args) {
+        Value v = dx3 ? arith::AddFOp::create(nb, args[0], args[2])
+                      : args[0];
+        Value valid = cmpI(nb, CmpIPredicate::slt, toIndex(nb, args[1]),
+                           experts);
+        return select(nb, valid, v, cF32(nb, 0.0));
+      });
+  setResult(op.getInputGrad(), dx);
+  return replacements;
+}
+
 SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op) {
   Value dy = op.getResultGrad(), x = op.getInput(), gate = op.getGate();
   Value tokens = dim(b, x, 0), out = dim(b, op.getFc2(), 1);

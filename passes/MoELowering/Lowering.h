@@ -40,6 +40,10 @@ SmallVector<Value> lowerTokenChoiceGrad(IB &b, moe::TokenChoiceGradOp op);
 SmallVector<Value> lowerExpertChoiceGrad(IB &b, moe::ExpertChoiceGradOp op);
 SmallVector<Value> lowerDispatchGrad(IB &b, moe::DispatchGradOp op);
 SmallVector<Value> lowerExpertFFNGrad(IB &b, moe::ExpertFFNGradOp op);
+/// The gradients of the expert FFNs as grouped products over rows (input
+/// gradient) and per-expert reductions over each segment's rows (weight
+/// and bias gradients): the GPU form of lowerExpertFFNGrad.
+SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op);
 SmallVector<Value> lowerCombineGrad(IB &b, moe::CombineGradOp op);
 SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op);
 SmallVector<Value> lowerLoadBalancingLossGrad(IB &b,
@@ -47,6 +51,16 @@ SmallVector<Value> lowerLoadBalancingLossGrad(IB &b,
 SmallVector<Value> lowerZLossGrad(IB &b, moe::ZLossGradOp op);
 
 // Shared pieces.
+
+/// The expert of every row of the permuted input (i32, [R]): e where
+/// offsets[e] <= row < offsets[e+1], or E for rows outside every segment
+/// (padding).
+Value rowExperts(IB &b, Value offsets, Value rows, Value experts);
+/// out[r, n] = sum_k lhs[r, k] * weights[expert[r], k, n] in f32 ([R, N]),
+/// or weights[expert[r], n, k] with `transposeWeights`; padding rows
+/// (expert E) read the last expert and are zeroed by the caller.
+Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
+                    Value columns, bool transposeWeights = false);
 
 /// The jitter multiplier u = 1 + eps * (2 U - 1) of moe.gate for the element
 /// with i64 flat index `flat` = t * D + d, U = splitmix64(seed + flat *

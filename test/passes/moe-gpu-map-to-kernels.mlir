@@ -161,6 +161,44 @@ func.func @scalar_between_kernels(%a: memref<9xi32>, %o: memref<i64>, %n: index,
 
 // -----
 
+// A scalar op further down that uses a kernel's value (a loss coefficient
+// loaded in the forward pass, scaled again in the backward pass) moves into
+// that kernel when its other operands are defined before the kernel; its
+// result reaches the later kernel through a buffer.
+// CHECK-LABEL: func.func @scalar_pulled_into_kernel
+// CHECK: %[[CARRY:.*]] = memref.alloc() : memref<f32>
+// CHECK: gpu.launch
+// CHECK: %[[V:.*]] = memref.load %{{.*}}[] : memref<f32>
+// CHECK: %[[S:.*]] = arith.mulf %[[V]]
+// CHECK: %[[T:.*]] = arith.divf %[[S]], %{{.*}} : f32
+// CHECK: memref.store %[[T]], %[[CARRY]][] : memref<f32>
+// CHECK: gpu.terminator
+// CHECK: gpu.launch
+// CHECK: gpu.launch
+// CHECK: %[[AGAIN:.*]] = memref.load %[[CARRY]][] : memref<f32>
+// CHECK: memref.store %[[AGAIN]]
+func.func @scalar_pulled_into_kernel(%coef: memref<f32>, %n: index, %out: memref<?xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %two = arith.constant 2.0 : f32
+  %nf = arith.index_cast %n : index to i64
+  %count = arith.sitofp %nf : i64 to f32
+  %v = memref.load %coef[] : memref<f32>
+  %s = arith.mulf %v, %two : f32
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    memref.store %two, %out[%i] : memref<?xf32>
+    scf.reduce
+  }
+  %t = arith.divf %s, %count : f32
+  scf.parallel (%i) = (%c0) to (%n) step (%c1) {
+    memref.store %t, %out[%i] : memref<?xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
 // A call to the launch declaration of a hand-built kernel becomes a
 // gpu.launch_func with the call's grid, block and kernel arguments; the
 // single-thread work before it is launched first, so that the kernel sees

@@ -10,6 +10,7 @@
 // RUN: llvm-readelf -d %t.so | FileCheck %s --check-prefix=NEEDED
 // RUN: moec %moec_src_root/examples/mixtral_layer.mlir --target=cuda --emit=ptx -o %t.moe.ptx && %ptxas -arch=sm_90 %t.moe.ptx -o %t.moe.cubin
 // RUN: moec %moec_src_root/examples/tiny_moe_lm.mlir --target=cuda -o %t.lm.so
+// RUN: moec %moec_src_root/examples/tiny_moe_lm.mlir --target=cuda --mode=train --emit=ptx -o %t.train.ptx && %ptxas -arch=sm_90 %t.train.ptx -o %t.train.cubin
 // RUN: not moec %s --target=cuda --cuda-toolkit=%t.nowhere -o %t.so 2>&1 | FileCheck %s --check-prefix=NOTOOLKIT
 // RUN: not moec %s --target=cuda --gpu-arch=gfx90a -o %t.so 2>&1 | FileCheck %s --check-prefix=ARCH
 // RUN: not moec %s --gpu-arch=sm_90 -o %t.so 2>&1 | FileCheck %s --check-prefix=NOTCUDA

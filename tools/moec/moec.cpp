@@ -99,6 +99,11 @@ static cl::opt<double>
               cl::init(0.001), cl::cat(moecCategory));
 static cl::opt<bool> printIRAfterAll("print-ir-after-all",
                                      cl::desc("Print the IR after every pass"), cl::cat(moecCategory));
+static cl::opt<bool> cpuExpertRows(
+    "cpu-expert-rows", cl::Hidden,
+    cl::desc("Testing: lower expert FFNs for the CPU as the CUDA target does "
+             "(grouped products over rows)"),
+    cl::cat(moecCategory));
 
 /// Diagnostics about imported ONNX models name the input file and the node
 /// (the importer's locations are "node 'name' (OpType)").
@@ -234,6 +239,7 @@ static int run() {
   }
   options.gpuArch = gpuArch;
   options.cudaToolkit = cudaToolkit;
+  options.cpuExpertRows = cpuExpertRows;
   if (options.cudaToolkit.empty()) {
     const char *home = std::getenv("CUDA_HOME");
     options.cudaToolkit = home && *home ? home : MOEC_DEFAULT_CUDA_TOOLKIT;
