@@ -160,7 +160,10 @@ SmallVector<Value> lowerOp(IB &b, Operation *op, TargetChoices target) {
         return target.expertRows ? lowerExpertFFNByRows(b, o)
                                  : lowerExpertFFN(b, o);
       })
-      .Case([&](moec::moe::CombineOp o) { return lowerCombine(b, o); })
+      .Case([&](moec::moe::CombineOp o) {
+        return target.deviceKernels ? lowerCombineOnDevice(b, o)
+                                    : lowerCombine(b, o);
+      })
       .Case(
           [&](moec::moe::SharedExpertOp o) { return lowerSharedExpert(b, o); })
       .Case([&](moec::moe::LoadBalancingLossOp o) {

@@ -48,6 +48,8 @@ Value cF32(IB &b, double value);
 Value cF64(IB &b, double value);
 Value cFloat(IB &b, Type type, double value);
 
+/// The type of a ranked tensor value.
+RankedTensorType tensorType(Value value);
 /// Extent `d` of a ranked tensor as an index (a constant when static).
 Value dim(IB &b, Value tensor, int64_t d);
 

@@ -20,10 +20,6 @@ namespace {
 using utils::IteratorType;
 constexpr IteratorType kPar = IteratorType::parallel;
 
-RankedTensorType tensorType(Value value) {
-  return cast<RankedTensorType>(value.getType());
-}
-
 /// The hidden value of one element: activate(z1 + b1) * gatedFactor(z3 + b3),
 /// where z3 (with b3) is null for ungated FFNs and any bias may be null;
 /// every operand is f32 except the biases, which are widened.

@@ -30,10 +30,6 @@ using utils::IteratorType;
 constexpr IteratorType kPar = IteratorType::parallel;
 constexpr IteratorType kRed = IteratorType::reduction;
 
-RankedTensorType tensorType(Value value) {
-  return cast<RankedTensorType>(value.getType());
-}
-
 /// The extents of a ranked tensor as index values.
 SmallVector<Value> sizesOf(IB &b, Value tensor) {
   SmallVector<Value> sizes;

@@ -27,6 +27,9 @@ SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op);
 /// whose size depends on the routing (GPU targets).
 SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op);
 SmallVector<Value> lowerCombine(IB &b, moe::CombineOp op);
+/// The same scatter-add as a CUDA kernel with one thread per feature column
+/// (DeviceCombine.cpp).
+SmallVector<Value> lowerCombineOnDevice(IB &b, moe::CombineOp op);
 SmallVector<Value> lowerSharedExpert(IB &b, moe::SharedExpertOp op);
 
 // Metrics (Metrics.cpp).

@@ -1,5 +1,6 @@
 // RUN: moe-opt %s --convert-moe-to-linalg --cse --split-input-file -verify-diagnostics | FileCheck %s
 // RUN: moe-opt %s --convert-moe-to-linalg --split-input-file -verify-diagnostics | FileCheck %s --check-prefix=NOMOE
+// RUN: moe-opt %s --convert-moe-to-linalg="device-kernels" --split-input-file -verify-diagnostics | FileCheck %s --check-prefix=DEVICE
 
 // Every fine-grained moe op becomes linalg / tensor / scf / arith / math on
 // tensors; no moe op (and no math.erf, which has no LLVM lowering) is left.
@@ -425,6 +426,43 @@ func.func @combine(%ys: tensor<?x16xf32>, %rt: tensor<?xi32>, %rw: tensor<?xf32>
   %y = moe.combine %ys, %rt, %rw into %init
       : tensor<?x16xf32>, tensor<?xi32>, tensor<?xf32>, tensor<?x16xf32>
   return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// With device-kernels, moe.combine is one launch of a CUDA kernel (one
+// thread per feature column, rows in order, f32 accumulator) on
+// fully dynamic shapes, so that every combine of these element types shares
+// it; bf16 results are rounded from the f32 accumulator afterwards.
+
+// DEVICE-LABEL: func.func private @__moe_launch.moe_combine_bf16_bf16_bf16
+// DEVICE-SAME: attributes {moe.launch = @moe_kernels::@moe_combine_bf16_bf16_bf16}
+// DEVICE-LABEL: func.func @combine_on_device
+// DEVICE: %[[X:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x?xbf16> to memref<?x?xbf16, strided<[?, ?], offset: ?>>
+// DEVICE: %[[ACC:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?xf32>
+// DEVICE: call @__moe_launch.moe_combine_bf16_bf16_bf16(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[X]], %{{.*}}, %{{.*}}, %{{.*}}, %[[ACC]])
+// DEVICE: %[[SUM:.*]] = bufferization.to_tensor %[[ACC]] restrict writable
+// DEVICE: linalg.generic {{.*}} ins(%[[SUM]] : tensor<?x?xf32>)
+// DEVICE: arith.truncf %{{.*}} : f32 to bf16
+// DEVICE: tensor.cast %{{.*}} : tensor<?x?xbf16> to tensor<4x16xbf16>
+// DEVICE: gpu.module @moe_kernels
+// DEVICE: gpu.func @moe_combine_bf16_bf16_bf16(%[[XS:.*]]: memref<?x?xbf16, {{.*}}>, %[[RT:.*]]: memref<?xi32, {{.*}}>, %[[RW:.*]]: memref<?xbf16, {{.*}}>, %[[INIT:.*]]: memref<?x?xbf16, {{.*}}>, %[[OUT:.*]]: memref<?x?xf32>) kernel
+// DEVICE: %[[COL:.*]] = arith.addi
+// DEVICE: scf.if
+// DEVICE: scf.for %[[T0:.*]] =
+// DEVICE: memref.load %[[INIT]][%[[T0]], %[[COL]]]
+// DEVICE: scf.for %[[R:.*]] =
+// DEVICE: memref.load %[[RT]][%[[R]]]
+// DEVICE: scf.if
+// DEVICE: %[[OLD:.*]] = memref.load %[[OUT]][%[[T:.*]], %[[COL]]]
+// DEVICE: %[[NEW:.*]] = arith.addf %[[OLD]]
+// DEVICE: memref.store %[[NEW]], %[[OUT]][%[[T]], %[[COL]]]
+func.func @combine_on_device(%ys: tensor<8x16xbf16>, %rt: tensor<8xi32>,
+                             %rw: tensor<8xbf16>, %init: tensor<4x16xbf16>)
+    -> tensor<4x16xbf16> {
+  %y = moe.combine %ys, %rt, %rw into %init
+      : tensor<8x16xbf16>, tensor<8xi32>, tensor<8xbf16>, tensor<4x16xbf16>
+  return %y : tensor<4x16xbf16>
 }
 
 // -----
