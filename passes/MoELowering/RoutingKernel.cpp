@@ -70,13 +70,12 @@ SmallVector<Value> none(IB &) { return {}; }
 /// for (i = first; i < end; i += kThreads) body(i).
 void forEachStrided(IB &b, Value first, Value end,
                     llvm::function_ref<void(IB &, Value)> body) {
-  scf::ForOp::create(
-      b, first, end, cIdx(b, kThreads), ValueRange(),
-      [&](OpBuilder &nested, Location loc, Value i, ValueRange) {
-        IB ib(loc, nested);
-        body(ib, i);
-        scf::YieldOp::create(ib);
-      });
+  scf::ForOp::create(b, first, end, cIdx(b, kThreads), ValueRange(),
+                     [&](OpBuilder &nested, Location loc, Value i, ValueRange) {
+                       IB ib(loc, nested);
+                       body(ib, i);
+                       scf::YieldOp::create(ib);
+                     });
 }
 
 /// The kernel's configuration (everything its body depends on) and, while
@@ -141,9 +140,8 @@ void RoutingKernel::build(IB &b, gpu::GPUFuncOp kernel) {
   Value tokens = memref::DimOp::create(b, logits, 0);
   Value rows = memref::DimOp::create(b, rowToken, 0);
 
-  forEachStrided(b, tid, cIdx(b, experts + 1), [&](IB &nb, Value e) {
-    store(nb, cI32(nb, 0), counts, {e});
-  });
+  forEachStrided(b, tid, cIdx(b, experts + 1),
+                 [&](IB &nb, Value e) { store(nb, cI32(nb, 0), counts, {e}); });
   forEachStrided(b, tid, numExperts, [&](IB &nb, Value e) {
     forLoop(nb, zero, cIdx(nb, kWarps), {}, [&](IB &wb, Value w, ValueRange) {
       store(wb, cI32(wb, 0), masks, {e, w});
@@ -172,8 +170,8 @@ void RoutingKernel::build(IB &b, gpu::GPUFuncOp kernel) {
 
   Value warpSize = cIdx(b, kWarpSize);
   Value warp = arith::DivUIOp::create(b, tid, warpSize);
-  Value lane = toInt(b, arith::RemUIOp::create(b, tid, warpSize),
-                     b.getI32Type());
+  Value lane =
+      toInt(b, arith::RemUIOp::create(b, tid, warpSize), b.getI32Type());
   Value laneBit = arith::ShLIOp::create(b, cI32(b, 1), lane);
   Value lanesBelow = subI(b, laneBit, cI32(b, 1));
   Value steps = arith::CeilDivUIOp::create(b, tokens, cIdx(b, kThreads));
@@ -214,22 +212,21 @@ void RoutingKernel::routeToken(IB &b, Value t) {
   };
   // Probabilities, in the operation order of softmaxF32 / sigmoid.
   if (score == moe::ScoreFunction::softmax) {
-    Value max = forLoop1(
-        b, zero, numExperts,
-        cF32(b, -std::numeric_limits<float>::infinity()),
-        [&](IB &nb, Value e, ValueRange it) {
-          return SmallVector<Value>{
-              arith::MaximumFOp::create(nb, logit(nb, e), it[0])};
-        });
+    Value max = forLoop1(b, zero, numExperts,
+                         cF32(b, -std::numeric_limits<float>::infinity()),
+                         [&](IB &nb, Value e, ValueRange it) {
+                           return SmallVector<Value>{arith::MaximumFOp::create(
+                               nb, logit(nb, e), it[0])};
+                         });
     auto shiftedExp = [&](IB &nb, Value e) -> Value {
       return math::ExpOp::create(nb,
                                  arith::SubFOp::create(nb, logit(nb, e), max));
     };
-    Value sum = forLoop1(b, zero, numExperts, cF32(b, 0.0),
-                         [&](IB &nb, Value e, ValueRange it) {
-                           return SmallVector<Value>{arith::AddFOp::create(
-                               nb, it[0], shiftedExp(nb, e))};
-                         });
+    Value sum = forLoop1(
+        b, zero, numExperts, cF32(b, 0.0), [&](IB &nb, Value e, ValueRange it) {
+          return SmallVector<Value>{
+              arith::AddFOp::create(nb, it[0], shiftedExp(nb, e))};
+        });
     forLoop(b, zero, numExperts, {}, [&](IB &nb, Value e, ValueRange) {
       storeProb(nb, e, arith::DivFOp::create(nb, shiftedExp(nb, e), sum));
       return SmallVector<Value>();
@@ -261,15 +258,15 @@ void RoutingKernel::routeToken(IB &b, Value t) {
                 ifElse(
                     jb, found,
                     [&](IB &nb) {
-                      memref::AtomicRMWOp::create(nb, arith::AtomicRMWKind::addi,
-                                                  cI32(nb, 1), counts,
-                                                  ValueRange{pick});
+                      memref::AtomicRMWOp::create(
+                          nb, arith::AtomicRMWKind::addi, cI32(nb, 1), counts,
+                          ValueRange{pick});
                       return SmallVector<Value>();
                     },
                     none);
                 Value p = prob(jb, select(jb, found, pick, zero));
-                return SmallVector<Value>{best, pick,
-                                          arith::AddFOp::create(jb, prev[2], p)};
+                return SmallVector<Value>{
+                    best, pick, arith::AddFOp::create(jb, prev[2], p)};
               })
           .back();
   forLoop(b, zero, cIdx(b, k), {}, [&](IB &jb, Value j, ValueRange) {
@@ -289,13 +286,13 @@ void RoutingKernel::routeToken(IB &b, Value t) {
 void RoutingKernel::writeOffsets(IB &b) {
   Value zero = cIdx(b, 0), one = cIdx(b, 1), numExperts = cIdx(b, experts);
   store(b, cI32(b, 0), offsets, {zero});
-  Value total = forLoop1(
-      b, zero, numExperts, cI32(b, 0), [&](IB &nb, Value e, ValueRange it) {
-        Value next = addI(nb, it[0], load(nb, counts, {e}));
-        store(nb, it[0], counts, {e});
-        store(nb, next, offsets, {addI(nb, e, one)});
-        return SmallVector<Value>{next};
-      });
+  Value total = forLoop1(b, zero, numExperts, cI32(b, 0),
+                         [&](IB &nb, Value e, ValueRange it) {
+                           Value next = addI(nb, it[0], load(nb, counts, {e}));
+                           store(nb, it[0], counts, {e});
+                           store(nb, next, offsets, {addI(nb, e, one)});
+                           return SmallVector<Value>{next};
+                         });
   store(b, total, counts, {numExperts});
 }
 
@@ -327,16 +324,16 @@ void RoutingKernel::markPicks(IB &b, Value t, Value warp, Value laneBit) {
 
 void RoutingKernel::placePicks(IB &b, Value t, Value warp, Value lanesBelow) {
   forEachPick(b, t, [&](IB &nb, Value j, Value e) {
-    Value earlierWarps = forLoop1(
-        nb, cIdx(nb, 0), warp, cI32(nb, 0),
-        [&](IB &wb, Value w, ValueRange it) {
-          return SmallVector<Value>{
-              addI(wb, it[0], math::CtPopOp::create(wb, bitsOf(wb, e, w)))};
-        });
+    Value earlierWarps =
+        forLoop1(nb, cIdx(nb, 0), warp, cI32(nb, 0),
+                 [&](IB &wb, Value w, ValueRange it) {
+                   return SmallVector<Value>{addI(
+                       wb, it[0], math::CtPopOp::create(wb, bitsOf(wb, e, w)))};
+                 });
     Value lowerLanes =
         math::CtPopOp::create(nb, andI(nb, bitsOf(nb, e, warp), lanesBelow));
-    Value row = addI(nb, load(nb, counts, {e}), addI(nb, earlierWarps,
-                                                     lowerLanes));
+    Value row =
+        addI(nb, load(nb, counts, {e}), addI(nb, earlierWarps, lowerLanes));
     Value r = toIndex(nb, row);
     store(nb, toInt(nb, t, nb.getI32Type()), rowToken, {r});
     store(nb, load(nb, weights, {t, j}), rowWeight, {r});
@@ -345,14 +342,13 @@ void RoutingKernel::placePicks(IB &b, Value t, Value warp, Value lanesBelow) {
 
 void RoutingKernel::advanceRows(IB &b, Value tid) {
   forEachStrided(b, tid, cIdx(b, experts), [&](IB &nb, Value e) {
-    Value placed = forLoop1(
-        nb, cIdx(nb, 0), cIdx(nb, kWarps), cI32(nb, 0),
-        [&](IB &wb, Value w, ValueRange it) {
-          Value bits = bitsOf(wb, e, w);
-          store(wb, cI32(wb, 0), masks, {e, w});
-          return SmallVector<Value>{
-              addI(wb, it[0], math::CtPopOp::create(wb, bits))};
-        });
+    Value placed = forLoop1(nb, cIdx(nb, 0), cIdx(nb, kWarps), cI32(nb, 0),
+                            [&](IB &wb, Value w, ValueRange it) {
+                              Value bits = bitsOf(wb, e, w);
+                              store(wb, cI32(wb, 0), masks, {e, w});
+                              return SmallVector<Value>{addI(
+                                  wb, it[0], math::CtPopOp::create(wb, bits))};
+                            });
     store(nb, addI(nb, load(nb, counts, {e}), placed), counts, {e});
   });
 }
@@ -411,22 +407,22 @@ SmallVector<Value> lowerRoutingKernel(IB &b, moe::TokenChoiceOp routing,
       RankedTensorType::get({dyn}, element),
       RankedTensorType::get({experts + 1}, i32)};
   SmallVector<SmallVector<Value>> resultSizes = {
-      {tokens, kk}, {tokens, kk}, {tokens, numExperts}, {rows}, {rows},
-      {cIdx(b, experts + 1)}};
+      {tokens, kk}, {tokens, kk}, {tokens, numExperts},
+      {rows},       {rows},       {cIdx(b, experts + 1)}};
   if (!element.isF32()) {
     resultTypes.push_back(withElement(byTokens, b.getF32Type()));
     resultSizes.push_back({tokens, numExperts});
   }
 
-  SmallVector<MemRefType> shared = {
-      sharedMemRef({experts + 1}, i32), sharedMemRef({experts, kWarps}, i32)};
-  gpu::GPUFuncOp kernel = getOrBuildKernel(
-      b, config.name(), TypeRange(), inputTypes, resultTypes, shared,
-      [&](IB &body, gpu::GPUFuncOp built) {
-        built.setKnownBlockSizeAttr(
-            body.getDenseI32ArrayAttr({kThreads, 1, 1}));
-        config.build(body, built);
-      });
+  SmallVector<MemRefType> shared = {sharedMemRef({experts + 1}, i32),
+                                    sharedMemRef({experts, kWarps}, i32)};
+  gpu::GPUFuncOp kernel =
+      getOrBuildKernel(b, config.name(), TypeRange(), inputTypes, resultTypes,
+                       shared, [&](IB &body, gpu::GPUFuncOp built) {
+                         built.setKnownBlockSizeAttr(
+                             body.getDenseI32ArrayAttr({kThreads, 1, 1}));
+                         config.build(body, built);
+                       });
   Value one = cIdx(b, 1);
   SmallVector<Value> results =
       launchKernel(b, kernel, {one, one, one}, {cIdx(b, kThreads), one, one},
