@@ -196,6 +196,30 @@ SmallVector<Value> lowerOp(IB &b, Operation *op, TargetChoices target) {
       .Default([](Operation *) { return SmallVector<Value>(); });
 }
 
+/// Replaces each eligible moe.token_choice and the first dropless
+/// moe.dispatch of its picks with one fused routing kernel; the routing
+/// results stay available to their other users (losses, metrics, the
+/// backward pass).
+void fuseRouting(ModuleOp module, IRRewriter &rewriter) {
+  SmallVector<std::pair<moec::moe::TokenChoiceOp, moec::moe::DispatchOp>> pairs;
+  module.walk([&](moec::moe::TokenChoiceOp routing) {
+    for (Operation *user : routing.getIndices().getUsers()) {
+      auto dispatch = dyn_cast<moec::moe::DispatchOp>(user);
+      if (dispatch && fitsRoutingKernel(routing, dispatch)) {
+        pairs.emplace_back(routing, dispatch);
+        return;
+      }
+    }
+  });
+  for (auto [routing, dispatch] : pairs) {
+    rewriter.setInsertionPoint(routing);
+    IB b(routing.getLoc(), rewriter);
+    SmallVector<Value> results = lowerRoutingKernel(b, routing, dispatch);
+    rewriter.replaceOp(dispatch, ArrayRef(results).drop_front(3));
+    rewriter.replaceOp(routing, ArrayRef(results).take_front(3));
+  }
+}
+
 struct ConvertMoEToLinalg
     : moec::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalg> {
   using ConvertMoEToLinalgBase::ConvertMoEToLinalgBase;
@@ -214,13 +238,16 @@ struct ConvertMoEToLinalg
     if (layerLeft)
       return signalPassFailure();
 
+    IRRewriter rewriter(context);
+    if (deviceKernels)
+      fuseRouting(module, rewriter);
+
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
       if (isa_and_nonnull<moec::moe::MoEDialect>(op->getDialect()))
         ops.push_back(op);
     });
 
-    IRRewriter rewriter(context);
     for (Operation *op : ops) {
       rewriter.setInsertionPoint(op);
       IB b(op->getLoc(), rewriter);

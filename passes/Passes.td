@@ -317,7 +317,10 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
     grouped product per matmul over all rows, each row reading its own
     expert's weights (found from the offsets): no loop over experts and no
     slice whose size depends on the routing, which a GPU host could only
-    know by waiting for the device.
+    know by waiting for the device. With `device-kernels`, a
+    `moe.token_choice` (softmax or sigmoid, one group, at most 256 experts)
+    and the dropless `moe.dispatch` of its indices and weights become one
+    launch of a fused routing kernel (docs/compiler.md, "CUDA code").
   }];
   let options = [
     Option<"expertRows", "expert-rows", "bool", /*default=*/"false",

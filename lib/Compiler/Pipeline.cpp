@@ -91,7 +91,7 @@ const PhaseInfo kPhases[] = {
      "lower-affine,"
      "nvvm-attach-target{module=moe_kernels chip=@CHIP@ features=@FEATURES@ "
      "O=3},"
-     "gpu.module(convert-gpu-to-nvvm,canonicalize,cse,"
+     "gpu.module(convert-gpu-to-nvvm,convert-math-to-llvm,canonicalize,cse,"
      "reconcile-unrealized-casts),"
      "gpu-module-to-binary{format=isa toolkit=@TOOLKIT@},"
      "finalize-memref-to-llvm{use-generic-functions},convert-math-to-llvm,"

@@ -19,6 +19,16 @@ SmallVector<Value> lowerTokenChoice(IB &b, moe::TokenChoiceOp op);
 SmallVector<Value> lowerExpertChoice(IB &b, moe::ExpertChoiceOp op);
 SmallVector<Value> lowerDispatch(IB &b, moe::DispatchOp op);
 
+// The fused routing kernel of GPU targets (RoutingKernel.cpp).
+
+/// Whether `routing` and `dispatch`, which takes routing's indices and
+/// weights, can run as one fused routing kernel.
+bool fitsRoutingKernel(moe::TokenChoiceOp routing, moe::DispatchOp dispatch);
+/// The fused routing kernel launched in place of `routing` and `dispatch`
+/// (fitsRoutingKernel): routing's results, then dispatch's.
+SmallVector<Value> lowerRoutingKernel(IB &b, moe::TokenChoiceOp routing,
+                                      moe::DispatchOp dispatch);
+
 // Rows and experts (Experts.cpp).
 SmallVector<Value> lowerPermute(IB &b, moe::PermuteOp op);
 SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op);
@@ -77,6 +87,16 @@ Value countAssignments(IB &b, Value indices, RankedTensorType countsType,
 /// (returned as is when that is f32); `sizes` are its extents.
 Value narrowTo(IB &b, Value value, RankedTensorType type,
                ArrayRef<Value> sizes);
+
+/// The best of `count` candidates, scored by `scoreOf` and restricted to
+/// `eligible` ones when given, among those that rank after (prevScore,
+/// prevIndex) in the routing order (higher score, then lower index): its
+/// (score, index), index `count` when none qualifies (NaN scores never do).
+/// Top-k is k such passes, starting after (+inf, -1).
+std::pair<Value, Value>
+nextRanked(IB &b, Value count, Value prevScore, Value prevIndex,
+           llvm::function_ref<Value(IB &, Value)> scoreOf,
+           llvm::function_ref<Value(IB &, Value)> eligible = nullptr);
 
 /// Row-wise softmax of `logits` ([T, E], any float type) in f32:
 /// exp(x - max) / sum(exp(x - max)).

@@ -155,16 +155,8 @@ selectRanked(IB &b, Value count, Value numPicks,
   SmallVector<Value> pick = forLoop(
       b, cIdx(b, 0), numPicks, {inf, cIdx(b, -1)},
       [&](IB &nb, Value, ValueRange prev) {
-        return forLoop(
-            nb, cIdx(nb, 0), count, {arith::NegFOp::create(nb, inf), count},
-            [&](IB &ib, Value i, ValueRange best) {
-              Value score = scoreOf(ib, i);
-              Value take =
-                  andI(ib, rankedAfter(ib, score, i, prev[0], prev[1]),
-                       betterThan(ib, score, i, best[0], best[1]));
-              return SmallVector<Value>{select(ib, take, score, best[0]),
-                                        select(ib, take, i, best[1])};
-            });
+        auto [score, index] = nextRanked(nb, count, prev[0], prev[1], scoreOf);
+        return SmallVector<Value>{score, index};
       });
   return {pick[0], pick[1]};
 }
@@ -204,6 +196,29 @@ Value sparseMixerWeight(IB &b, Value logits, Value indices, Value t, Value j,
 }
 
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// Top-k
+//===----------------------------------------------------------------------===//
+
+std::pair<Value, Value>
+nextRanked(IB &b, Value count, Value prevScore, Value prevIndex,
+           llvm::function_ref<Value(IB &, Value)> scoreOf,
+           llvm::function_ref<Value(IB &, Value)> eligible) {
+  Value inf = cF32(b, std::numeric_limits<float>::infinity());
+  SmallVector<Value> best = forLoop(
+      b, cIdx(b, 0), count, {arith::NegFOp::create(b, inf), count},
+      [&](IB &nb, Value i, ValueRange it) {
+        Value score = scoreOf(nb, i);
+        Value take = andI(nb, rankedAfter(nb, score, i, prevScore, prevIndex),
+                          betterThan(nb, score, i, it[0], it[1]));
+        if (eligible)
+          take = andI(nb, take, eligible(nb, i));
+        return SmallVector<Value>{select(nb, take, score, it[0]),
+                                  select(nb, take, i, it[1])};
+      });
+  return {best[0], best[1]};
+}
 
 //===----------------------------------------------------------------------===//
 // Jitter
@@ -419,51 +434,40 @@ SmallVector<Value> lowerTokenChoice(IB &b, moe::TokenChoiceOp op) {
       {empty(b, weightsType, {tokens, kk}), empty(b, indicesType, {tokens, kk})},
       [&](IB &tb, Value t, ValueRange it) {
         // The topk_groups-th best group is the eligibility threshold.
-        std::function<Value(IB &, Value)> eligible;
         Value thresholdScore, thresholdGroup;
-        if (numGroups > 1) {
+        if (numGroups > 1)
           std::tie(thresholdScore, thresholdGroup) = selectRanked(
               tb, groups, cIdx(tb, topkGroups), [&](IB &nb, Value g) {
                 return extract(nb, groupScores, {t, g});
               });
-          eligible = [&](IB &nb, Value e) -> Value {
-            Value g = arith::DivUIOp::create(nb, e, groupSize);
-            Value score = extract(nb, groupScores, {t, g});
-            return orI(nb,
-                       cmpF(nb, CmpFPredicate::OGT, score, thresholdScore),
-                       andI(nb,
-                            cmpF(nb, CmpFPredicate::OEQ, score,
-                                 thresholdScore),
-                            cmpI(nb, CmpIPredicate::sle, g, thresholdGroup)));
-          };
-        }
+        auto inEligibleGroup = [&](IB &nb, Value e) -> Value {
+          Value g = arith::DivUIOp::create(nb, e, groupSize);
+          Value score = extract(nb, groupScores, {t, g});
+          return orI(nb, cmpF(nb, CmpFPredicate::OGT, score, thresholdScore),
+                     andI(nb,
+                          cmpF(nb, CmpFPredicate::OEQ, score, thresholdScore),
+                          cmpI(nb, CmpIPredicate::sle, g, thresholdGroup)));
+        };
+        llvm::function_ref<Value(IB &, Value)> eligible;
+        if (numGroups > 1)
+          eligible = inEligibleGroup;
         Value inf = cF32(tb, std::numeric_limits<float>::infinity());
         // k passes; each picks the best eligible expert ranked after the
         // previous pick, writes its index and accumulates its probability.
         SmallVector<Value> picked = forLoop(
             tb, zero, kk, {it[1], inf, cIdx(tb, -1), cF32(tb, 0.0)},
             [&](IB &jb, Value j, ValueRange jIt) {
-              SmallVector<Value> best = forLoop(
-                  jb, zero, experts,
-                  {arith::NegFOp::create(jb, inf), experts},
-                  [&](IB &eb, Value e, ValueRange bIt) {
-                    Value score = extract(eb, selection, {t, e});
-                    Value take = andI(
-                        eb, rankedAfter(eb, score, e, jIt[1], jIt[2]),
-                        betterThan(eb, score, e, bIt[0], bIt[1]));
-                    if (eligible)
-                      take = andI(eb, take, eligible(eb, e));
-                    return SmallVector<Value>{select(eb, take, score, bIt[0]),
-                                              select(eb, take, e, bIt[1])};
-                  });
+              auto [score, pick] = nextRanked(
+                  jb, experts, jIt[1], jIt[2],
+                  [&](IB &eb, Value e) { return extract(eb, selection, {t, e}); },
+                  eligible);
               // Only NaN scores leave no candidate; keep the read in bounds.
               Value safe = select(
-                  jb, cmpI(jb, CmpIPredicate::ult, best[1], experts), best[1],
-                  zero);
+                  jb, cmpI(jb, CmpIPredicate::ult, pick, experts), pick, zero);
               Value p = extract(jb, probs, {t, safe});
               return SmallVector<Value>{
-                  insert(jb, toInt(jb, best[1], i32), jIt[0], {t, j}), best[0],
-                  best[1], arith::AddFOp::create(jb, jIt[3], p)};
+                  insert(jb, toInt(jb, pick, i32), jIt[0], {t, j}), score, pick,
+                  arith::AddFOp::create(jb, jIt[3], p)};
             });
         Value indices = picked[0], sum = picked[3];
         Value weights = forLoop1(

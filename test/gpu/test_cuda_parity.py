@@ -12,9 +12,18 @@ Models (texts from examples/ where one exists):
 - switch: examples/switch_layer.mlir, top-1 with capacity 1.25 (dropping),
   ReLU experts with biases, router jitter in training, f32 and bf16;
 - expert_choice: examples/expert_choice_layer.mlir, GELU experts, f32;
+- routing_sigmoid / routing_softmax_e256: moe.token_choice + dropless
+  moe.dispatch alone, every result returned, at token counts past one
+  1024-token placement step of the fused routing kernel: sigmoid with a
+  selection bias and a scaling factor (E = 64, k = 6), and renormalised
+  softmax at the kernel's largest expert count (E = 256, k = 8), f32.
 - tiny_lm: examples/tiny_moe_lm.mlir, two transformer blocks (RMSNorm,
   rotary GQA attention, MoE FFN of 4 SwiGLU experts top-2), LM head, masked
   cross-entropy, f32.
+
+mixtral, routing_* and tiny_lm route with the fused routing kernel of the
+CUDA target (docs/compiler.md); switch (capacity) and expert_choice keep the
+loop lowering.
 
 Checks:
 
@@ -98,6 +107,44 @@ func.func @forward(
   return %loss, %logits : tensor<f32>, tensor<?x10xf32>
 }
 """
+
+
+ROUTING = """
+func.func @forward(
+    %%logits: tensor<?x%(E)dxf32> {moe.name = "logits", moe.dims = ["tokens", ""]}%(bias_arg)s)
+    -> (tensor<?x%(k)dxf32> {moe.name = "weights"},
+        tensor<?x%(k)dxi32> {moe.name = "indices"},
+        tensor<?x%(E)dxf32> {moe.name = "probs"},
+        tensor<?xi32> {moe.name = "row_token"},
+        tensor<?xf32> {moe.name = "row_weight"},
+        tensor<%(E1)dxi32> {moe.name = "offsets"}) {
+  %%w, %%idx, %%p = moe.token_choice %(score)s %%logits top %(k)d%(bias)s
+      {%(attrs)s} : tensor<?x%(E)dxf32>%(bias_type)s
+  %%rt, %%rw, %%off = moe.dispatch %%idx, %%w {num_experts = %(E)d : i64}
+      : tensor<?x%(k)dxi32>, tensor<?x%(k)dxf32>
+  return %%w, %%idx, %%p, %%rt, %%rw, %%off
+      : tensor<?x%(k)dxf32>, tensor<?x%(k)dxi32>, tensor<?x%(E)dxf32>,
+        tensor<?xi32>, tensor<?xf32>, tensor<%(E1)dxi32>
+}
+"""
+
+
+def routing(score, experts, k, attrs, bias):
+    """A routing-only model, with a selection bias parameter when `bias`."""
+    bias_arg = (',\n    %%bias: tensor<%dxf32> {moe.name = "bias", '
+                'moe.role = "parameter"}' % experts)
+    return ROUTING % {"score": score, "E": experts, "E1": experts + 1,
+                      "k": k, "attrs": attrs,
+                      "bias_arg": bias_arg if bias else "",
+                      "bias": " bias %bias" if bias else "",
+                      "bias_type": (", tensor<%dxf32>" % experts
+                                    if bias else "")}
+
+
+def routing_inputs(experts):
+    def make(rng, tokens, params):
+        return {"logits": normal(rng, (tokens, experts))}
+    return make
 
 
 def example(name):
@@ -189,6 +236,12 @@ CASES = {
     "expert_choice_f32": Case(with_loss(example("expert_choice_layer.mlir")),
                               layer_inputs(64), (256,),
                               {"z_loss_coef": 0.001}),
+    "routing_sigmoid_f32": Case(
+        routing("sigmoid", 64, 6, "scaling_factor = 2.5 : f32", True),
+        routing_inputs(64), (1, 1025, 3001)),
+    "routing_softmax_e256_f32": Case(
+        routing("softmax", 256, 8, "normalize", False),
+        routing_inputs(256), (7, 2100)),
     "tiny_lm_f32": Case(example("tiny_moe_lm.mlir"), lm_inputs, (5, 13),
                         ROUTER_COEFS),
 }
