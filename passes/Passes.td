@@ -317,7 +317,10 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
     grouped product per matmul over all rows, each row reading its own
     expert's weights (found from the offsets): no loop over experts and no
     slice whose size depends on the routing, which a GPU host could only
-    know by waiting for the device.
+    know by waiting for the device. With `device-kernels` too, the products
+    of bf16 and f16 FFNs are launches of a hand-built grouped GEMM kernel on
+    the tensor cores (`mma.sync` m16n8k16, f32 accumulation; see
+    docs/compiler.md).
   }];
   let options = [
     Option<"expertRows", "expert-rows", "bool", /*default=*/"false",
@@ -333,6 +336,8 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::func::FuncDialect",
     "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::NVVM::NVVMDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
