@@ -59,7 +59,7 @@ bool hasTensorCoreGemm(Type lhsElement, Type weightElement);
 /// weights[e]^T (weights [E, N, K]); rows of no segment are zero. One launch
 /// of a tensor-core kernel (mma.sync m16n8k16, f32 accumulation); an f32 lhs
 /// is split into two terms of the weights' type, which keeps the product
-/// within f32 rounding. Requires hasTensorCoreGemm.
+/// close to f32 (see GroupedGemm.cpp). Requires hasTensorCoreGemm.
 Value groupedGemm(IB &b, Value lhs, Value weights, Value offsets,
                   bool transposeWeights);
 

@@ -10,8 +10,8 @@ shared-memory word layout, fragment reads and epilogue, as written in
 GroupedGemm.cpp and copied below, compute out[r] = lhs[r] @ W[e(r)] with
 zeros on padding rows, that every output element is stored exactly once,
 that fragment reads touch only words the copy wrote (shared memory starts
-as NaN), that the tables cover each element once, and that the hi / lo split of an f32 lhs keeps the product within
-f32 rounding. Run with `python3 -m pytest test/reference -q`.
+as NaN), that the tables cover each element once, and that the hi / lo
+split of an f32 lhs keeps the product close to the f32 product. Run with `python3 -m pytest test/reference -q`.
 """
 import math
 import os
@@ -258,9 +258,9 @@ def test_split_f32_lhs_keeps_f32_accuracy(seed):
     error = np.abs(out - expected).max() / np.abs(expected).max()
     rounded = grouped_reference(to_bfloat16(lhs), weights, offsets, False)
     rounding_error = np.abs(rounded - expected).max() / np.abs(expected).max()
-    # hi + lo holds ~16 of x's 24 mantissa bits; rounding x to bf16 alone
-    # would be ~2^-9.
-    assert error < 2e-5 < rounding_error
+    # hi + lo holds 16 of x's 24 significant bits (measured ~2.5e-6);
+    # rounding x to bf16 alone gives ~1.5e-3.
+    assert error < 2e-5 < 1e-3 < rounding_error
 
 
 def test_clamped_offsets_past_rows():
