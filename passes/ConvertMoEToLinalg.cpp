@@ -121,6 +121,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
@@ -157,8 +159,9 @@ SmallVector<Value> lowerOp(IB &b, Operation *op, TargetChoices target) {
       .Case([&](moec::moe::DispatchOp o) { return lowerDispatch(b, o); })
       .Case([&](moec::moe::PermuteOp o) { return lowerPermute(b, o); })
       .Case([&](moec::moe::ExpertFFNOp o) {
-        return target.expertRows ? lowerExpertFFNByRows(b, o)
-                                 : lowerExpertFFN(b, o);
+        return target.expertRows
+                   ? lowerExpertFFNByRows(b, o, target.deviceKernels)
+                   : lowerExpertFFN(b, o);
       })
       .Case([&](moec::moe::CombineOp o) {
         return target.deviceKernels ? lowerCombineOnDevice(b, o)

@@ -321,6 +321,10 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
     `moe.token_choice` (softmax or sigmoid, one group, at most 256 experts)
     and the dropless `moe.dispatch` of its indices and weights become one
     launch of a fused routing kernel (docs/compiler.md, "CUDA code").
+    The products of bf16 and f16 expert FFNs are launches of a hand-built
+    grouped GEMM kernel on the tensor cores (`mma.sync` m16n8k16, f32
+    accumulation; see docs/compiler.md), and `moe.combine` is a kernel with
+    one thread per feature column.
   }];
   let options = [
     Option<"expertRows", "expert-rows", "bool", /*default=*/"false",
@@ -336,6 +340,8 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg", "::mlir::ModuleOp"> {
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::func::FuncDialect",
     "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::NVVM::NVVMDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",

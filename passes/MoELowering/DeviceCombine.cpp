@@ -31,17 +31,6 @@ namespace {
 
 constexpr int64_t kThreadsPerBlock = 128;
 
-/// `value` cast to the same rank with every extent dynamic, so that one
-/// kernel serves every static shape.
-Value dynamicShape(IB &b, Value value) {
-  auto type = cast<RankedTensorType>(value.getType());
-  auto dynamic = RankedTensorType::get(
-      SmallVector<int64_t>(type.getRank(), ShapedType::kDynamic),
-      type.getElementType());
-  return type == dynamic ? value
-                         : tensor::CastOp::create(b, dynamic, value).getResult();
-}
-
 std::string typeName(Type type) {
   std::string name;
   llvm::raw_string_ostream(name) << type;

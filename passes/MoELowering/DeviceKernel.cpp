@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 namespace moec::lowering {
 
@@ -25,6 +26,16 @@ MemRefType sharedMemRef(ArrayRef<int64_t> shape, Type element) {
   auto space = gpu::AddressSpaceAttr::get(element.getContext(),
                                           gpu::AddressSpace::Workgroup);
   return MemRefType::get(shape, element, MemRefLayoutAttrInterface(), space);
+}
+
+Value dynamicShape(IB &b, Value value) {
+  RankedTensorType type = tensorType(value);
+  auto dynamic = RankedTensorType::get(
+      SmallVector<int64_t>(type.getRank(), ShapedType::kDynamic),
+      type.getElementType());
+  if (dynamic == type)
+    return value;
+  return tensor::CastOp::create(b, dynamic, value);
 }
 
 namespace {

@@ -40,6 +40,10 @@ mlir::MemRefType anyLayoutMemRef(RankedTensorType type);
 mlir::MemRefType denseMemRef(RankedTensorType type);
 /// A shared-memory (workgroup) buffer of `shape` x `element`.
 mlir::MemRefType sharedMemRef(ArrayRef<int64_t> shape, Type element);
+/// `value` (a ranked tensor) with every extent dynamic, so that one kernel,
+/// whose argument types its first launch fixes, serves operands of any
+/// shape.
+Value dynamicShape(IB &b, Value value);
 
 /// The kernel @moe_kernels::@`name`, built by `buildBody` when the module
 /// has none yet. Its arguments are `scalarTypes`, then a buffer for each of

@@ -222,7 +222,8 @@ Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
       });
 }
 
-SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
+SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op,
+                                        bool deviceKernels) {
   Value x = op.getInput(), offsets = op.getOffsets();
   Value fc1 = op.getFc1(), fc2 = op.getFc2(), fc3 = op.getFc3();
   Value fc1Bias = op.getFc1Bias(), fc2Bias = op.getFc2Bias(),
@@ -236,8 +237,21 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
   Value expert = rowExperts(b, offsets, rows, experts);
   Value last = subI(b, experts, cIdx(b, 1));
 
-  Value h1 = groupedMatmul(b, x, fc1, expert, rows, hidden);
-  Value h3 = fc3 ? groupedMatmul(b, x, fc3, expert, rows, hidden) : Value();
+  // The tensor-core kernel reads the hidden activation in f32, as the CPU
+  // does (see GroupedGemm.cpp).
+  Type xElement = tensorType(x).getElementType();
+  bool tensorCores =
+      deviceKernels &&
+      hasTensorCoreGemm(xElement, tensorType(fc1).getElementType()) &&
+      (!fc3 || hasTensorCoreGemm(xElement, tensorType(fc3).getElementType())) &&
+      hasTensorCoreGemm(b.getF32Type(), tensorType(fc2).getElementType());
+  auto product = [&](Value lhs, Value weights, Value columns) {
+    if (tensorCores)
+      return groupedGemm(b, lhs, weights, offsets, /*transposeWeights=*/false);
+    return groupedMatmul(b, lhs, weights, expert, rows, columns);
+  };
+  Value h1 = product(x, fc1, hidden);
+  Value h3 = fc3 ? product(x, fc3, hidden) : Value();
   AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
   SmallVector<Value> inputs = {h1, expert};
   SmallVector<AffineMap> maps = {id, row, id};
@@ -256,7 +270,7 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op) {
         return hiddenActivation(nb, args[0], h3 ? args[2] : Value(),
                                 bias(fc1Bias), bias(fc3Bias), activation);
       });
-  Value y = groupedMatmul(b, h, fc2, expert, rows, out);
+  Value y = product(h, fc2, out);
   return {generic(
       b, empty(b, type, {rows, out}), {y, expert}, {id, row, id},
       {kPar, kPar}, [&](IB &nb, ValueRange args) {

@@ -34,8 +34,10 @@ SmallVector<Value> lowerPermute(IB &b, moe::PermuteOp op);
 SmallVector<Value> lowerExpertFFN(IB &b, moe::ExpertFFNOp op);
 /// The same FFNs as one grouped product per matmul over all rows, each row
 /// reading its own expert's weights: no loop over experts and no slice
-/// whose size depends on the routing (GPU targets).
-SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op);
+/// whose size depends on the routing (GPU targets). With `deviceKernels`,
+/// bf16 / f16 FFNs use the tensor-core kernel of groupedGemm.
+SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op,
+                                        bool deviceKernels);
 SmallVector<Value> lowerCombine(IB &b, moe::CombineOp op);
 /// The same scatter-add as a CUDA kernel with one thread per feature column
 /// (DeviceCombine.cpp).
@@ -62,6 +64,21 @@ SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op);
 SmallVector<Value> lowerLoadBalancingLossGrad(IB &b,
                                               moe::LoadBalancingLossGradOp op);
 SmallVector<Value> lowerZLossGrad(IB &b, moe::ZLossGradOp op);
+
+// Hand-built GPU kernels (GroupedGemm.cpp).
+
+/// Whether groupedGemm takes an lhs of `lhsElement` and weights of
+/// `weightElement`: bf16 or f16 weights, and an lhs of the same type or f32.
+bool hasTensorCoreGemm(Type lhsElement, Type weightElement);
+/// out[r, n] = sum_k lhs[r, k] * W[k, n] in f32 ([R, N], tensor<?x?xf32>)
+/// for the rows r of expert e's segment offsets[e] .. offsets[e+1] (clamped
+/// to [0, R]), W = weights[e] ([E, K, N]) or, with `transposeWeights`,
+/// weights[e]^T (weights [E, N, K]); rows of no segment are zero. One launch
+/// of a tensor-core kernel (mma.sync m16n8k16, f32 accumulation); an f32 lhs
+/// is split into two terms of the weights' type, which keeps the product
+/// close to f32 (see GroupedGemm.cpp). Requires hasTensorCoreGemm.
+Value groupedGemm(IB &b, Value lhs, Value weights, Value offsets,
+                  bool transposeWeights);
 
 // Shared pieces.
 
