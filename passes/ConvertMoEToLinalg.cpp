@@ -185,8 +185,9 @@ SmallVector<Value> lowerOp(IB &b, Operation *op, TargetChoices target) {
       .Case(
           [&](moec::moe::DispatchGradOp o) { return lowerDispatchGrad(b, o); })
       .Case([&](moec::moe::ExpertFFNGradOp o) {
-        return target.expertRows ? lowerExpertFFNGradByRows(b, o)
-                                 : lowerExpertFFNGrad(b, o);
+        return target.expertRows
+                   ? lowerExpertFFNGradByRows(b, o, target.deviceKernels)
+                   : lowerExpertFFNGrad(b, o);
       })
       .Case([&](moec::moe::CombineGradOp o) { return lowerCombineGrad(b, o); })
       .Case([&](moec::moe::SharedExpertGradOp o) {

@@ -222,6 +222,17 @@ Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
       });
 }
 
+Value expertProduct(IB &b, Value lhs, Value weights, Value expert,
+                    Value offsets, Value columns, bool transposeWeights,
+                    bool deviceKernels) {
+  if (deviceKernels &&
+      hasTensorCoreGemm(tensorType(lhs).getElementType(),
+                        tensorType(weights).getElementType()))
+    return groupedGemm(b, lhs, weights, offsets, transposeWeights);
+  return groupedMatmul(b, lhs, weights, expert, dim(b, lhs, 0), columns,
+                       transposeWeights);
+}
+
 SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op,
                                         bool deviceKernels) {
   Value x = op.getInput(), offsets = op.getOffsets();
@@ -239,16 +250,9 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op,
 
   // The tensor-core kernel reads the hidden activation in f32, as the CPU
   // does (see GroupedGemm.cpp).
-  Type xElement = tensorType(x).getElementType();
-  bool tensorCores =
-      deviceKernels &&
-      hasTensorCoreGemm(xElement, tensorType(fc1).getElementType()) &&
-      (!fc3 || hasTensorCoreGemm(xElement, tensorType(fc3).getElementType())) &&
-      hasTensorCoreGemm(b.getF32Type(), tensorType(fc2).getElementType());
   auto product = [&](Value lhs, Value weights, Value columns) {
-    if (tensorCores)
-      return groupedGemm(b, lhs, weights, offsets, /*transposeWeights=*/false);
-    return groupedMatmul(b, lhs, weights, expert, rows, columns);
+    return expertProduct(b, lhs, weights, expert, offsets, columns,
+                         /*transposeWeights=*/false, deviceKernels);
   };
   Value h1 = product(x, fc1, hidden);
   Value h3 = fc3 ? product(x, fc3, hidden) : Value();

@@ -623,7 +623,8 @@ Value addRowBias(IB &b, Value a, Value bias, Value expert) {
 
 } // namespace
 
-SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op) {
+SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op,
+                                            bool deviceKernels) {
   Value dy = op.getResultGrad(), x = op.getInput(), offsets = op.getOffsets();
   Value fc1 = op.getFc1(), fc2 = op.getFc2(), fc3 = op.getFc3();
   Value rows = dim(b, x, 0), features = dim(b, x, 1);
@@ -659,9 +660,14 @@ SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op) {
   };
 
   Value expert = rowExperts(b, offsets, rows, experts);
-  Value a1 = addRowBias(b, groupedMatmul(b, x, fc1, expert, rows, hidden),
-                        op.getFc1Bias(), expert);
-  Value a3 = gated ? addRowBias(b, groupedMatmul(b, x, fc3, expert, rows, hidden),
+  auto product = [&](Value lhs, Value weights, Value columns,
+                     bool transposeWeights) {
+    return expertProduct(b, lhs, weights, expert, offsets, columns,
+                         transposeWeights, deviceKernels);
+  };
+  Value a1 = addRowBias(b, product(x, fc1, hidden, false), op.getFc1Bias(),
+                        expert);
+  Value a3 = gated ? addRowBias(b, product(x, fc3, hidden, false),
                                 op.getFc3Bias(), expert)
                    : Value();
   Hidden h{a1, a3, Value(), Value(), rows, hidden};
@@ -672,8 +678,7 @@ SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op) {
   if (!needA1 && !needA3)
     return replacements;
 
-  Value dh = groupedMatmul(b, dy, fc2, expert, rows, hidden,
-                           /*transposeWeights=*/true);
+  Value dh = product(dy, fc2, hidden, /*transposeWeights=*/true);
   Value da1 = h.map(b, {dh}, [&](IB &nb, Value z1, Value z3, ValueRange args) {
     Value v =
         arith::MulFOp::create(nb, args[0], activateGrad(nb, z1, activation));
@@ -700,11 +705,9 @@ SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op) {
     return replacements;
 
   // dx = da1 @ fc1[e]^T (+ da3 @ fc3[e]^T), zero on padding rows.
-  Value dx1 = groupedMatmul(b, da1, fc1, expert, rows, features,
-                            /*transposeWeights=*/true);
-  Value dx3 = gated ? groupedMatmul(b, da3, fc3, expert, rows, features,
-                                    /*transposeWeights=*/true)
-                    : Value();
+  Value dx1 = product(da1, fc1, features, /*transposeWeights=*/true);
+  Value dx3 =
+      gated ? product(da3, fc3, features, /*transposeWeights=*/true) : Value();
   AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
   SmallVector<Value> inputs = {dx1, expert};
   SmallVector<AffineMap> maps = {id, row, id};

@@ -58,7 +58,8 @@ SmallVector<Value> lowerExpertFFNGrad(IB &b, moe::ExpertFFNGradOp op);
 /// The gradients of the expert FFNs as grouped products over rows (input
 /// gradient) and per-expert reductions over each segment's rows (weight
 /// and bias gradients): the GPU form of lowerExpertFFNGrad.
-SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op);
+SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op,
+                                            bool deviceKernels);
 SmallVector<Value> lowerCombineGrad(IB &b, moe::CombineGradOp op);
 SmallVector<Value> lowerSharedExpertGrad(IB &b, moe::SharedExpertGradOp op);
 SmallVector<Value> lowerLoadBalancingLossGrad(IB &b,
@@ -91,6 +92,12 @@ Value rowExperts(IB &b, Value offsets, Value rows, Value experts);
 /// (expert E) read the last expert and are zeroed by the caller.
 Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
                     Value columns, bool transposeWeights = false);
+/// The same product (rows of `lhs` [R, K] times their expert's weights) on
+/// the tensor cores when `deviceKernels` is set and groupedGemm takes the
+/// element types, else groupedMatmul; `expert` is rowExperts' result.
+Value expertProduct(IB &b, Value lhs, Value weights, Value expert,
+                    Value offsets, Value columns, bool transposeWeights,
+                    bool deviceKernels);
 
 /// The jitter multiplier u = 1 + eps * (2 U - 1) of moe.gate for the element
 /// with i64 flat index `flat` = t * D + d, U = splitmix64(seed + flat *

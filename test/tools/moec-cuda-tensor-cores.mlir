@@ -9,6 +9,9 @@
 // RUN: FileCheck %s --check-prefix=F16 < %t.f16.ptx
 // RUN: %ptxas -arch=sm_90 %t.f16.ptx -o %t.f16.cubin
 // RUN: moec %moec_src_root/examples/mixtral_layer.mlir --target=cuda --emit=ptx -o - | FileCheck %s --check-prefix=F32
+// RUN: moec %S/Inputs/moe-bf16-train.mlir --target=cuda --mode=train --emit=ptx -o %t.train.ptx
+// RUN: FileCheck %s --check-prefix=TRAIN < %t.train.ptx
+// RUN: %ptxas -arch=sm_90 %t.train.ptx -o %t.train.cubin
 
 // The experts of the Mixtral layer in bf16 (as the GPU suite converts it)
 // run on the tensor cores: the grouped GEMM kernels (x @ W1/W3 in bf16, the
@@ -26,3 +29,11 @@
 // F16: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // F32-NOT: mma.sync
 // F32-NOT: grouped_gemm
+
+// The backward pass of a bf16 layer: dh = dy @ W2^T (bf16 lhs) and
+// dx = da @ W^T (f32 lhs, split in two bf16 terms) on the tensor cores too.
+// TRAIN-DAG: .visible .entry grouped_gemm_bf16_bf16_i32(
+// TRAIN-DAG: .visible .entry grouped_gemm_f32_bf16_i32(
+// TRAIN-DAG: .visible .entry grouped_gemm_bf16_bf16_i32_wt(
+// TRAIN-DAG: .visible .entry grouped_gemm_f32_bf16_i32_wt(
+// TRAIN: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
