@@ -222,6 +222,23 @@ Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
       });
 }
 
+Value rowwise(IB &b, RankedTensorType type, ArrayRef<Value> sizes,
+              Value first, Value expert, Value second, RowwiseBody body) {
+  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
+  SmallVector<Value> inputs = {first, expert};
+  SmallVector<AffineMap> maps = {id, row, id};
+  if (second) {
+    inputs.push_back(second);
+    maps.insert(maps.begin() + 2, id);
+  }
+  return generic(b, empty(b, type, sizes), inputs, maps,
+                 {utils::IteratorType::parallel, utils::IteratorType::parallel},
+                 [&](IB &nb, ValueRange args) {
+                   return body(nb, args[0], args[1],
+                               second ? args[2] : Value());
+                 });
+}
+
 Value expertProduct(IB &b, Value lhs, Value weights, Value expert,
                     Value offsets, Value columns, bool transposeWeights,
                     bool deviceKernels) {
@@ -256,36 +273,28 @@ SmallVector<Value> lowerExpertFFNByRows(IB &b, moe::ExpertFFNOp op,
   };
   Value h1 = product(x, fc1, hidden);
   Value h3 = fc3 ? product(x, fc3, hidden) : Value();
-  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
-  SmallVector<Value> inputs = {h1, expert};
-  SmallVector<AffineMap> maps = {id, row, id};
-  if (h3) {
-    inputs.push_back(h3);
-    maps.insert(maps.begin() + 2, id);
-  }
-  Value h = generic(
-      b, empty(b, cast<RankedTensorType>(h1.getType()), {rows, hidden}),
-      inputs, maps, {kPar, kPar}, [&](IB &nb, ValueRange args) {
-        Value e = minSI(nb, toIndex(nb, args[1]), last);
+  Value h = rowwise(
+      b, tensorType(h1), {rows, hidden}, h1, expert, h3,
+      [&](IB &nb, Value a1, Value rowExpert, Value a3) {
+        Value e = minSI(nb, toIndex(nb, rowExpert), last);
         Value column = loopIndex(nb, 1);
         auto bias = [&](Value table) {
           return table ? extract(nb, table, {e, column}) : Value();
         };
-        return hiddenActivation(nb, args[0], h3 ? args[2] : Value(),
-                                bias(fc1Bias), bias(fc3Bias), activation);
+        return hiddenActivation(nb, a1, a3, bias(fc1Bias), bias(fc3Bias),
+                                activation);
       });
   Value y = product(h, fc2, out);
-  return {generic(
-      b, empty(b, type, {rows, out}), {y, expert}, {id, row, id},
-      {kPar, kPar}, [&](IB &nb, ValueRange args) {
+  return {rowwise(
+      b, type, {rows, out}, y, expert, Value(),
+      [&](IB &nb, Value v, Value rowExpert, Value) {
         Value valid = cmpI(nb, arith::CmpIPredicate::slt,
-                           toIndex(nb, args[1]), experts);
-        Value v = args[0];
+                           toIndex(nb, rowExpert), experts);
         if (fc2Bias)
           v = arith::AddFOp::create(
               nb, v,
               toF32(nb, extract(nb, fc2Bias,
-                                {minSI(nb, toIndex(nb, args[1]), last),
+                                {minSI(nb, toIndex(nb, rowExpert), last),
                                  loopIndex(nb, 1)})));
         return fromF32(nb, select(nb, valid, v, cF32(nb, 0.0)), element);
       })};

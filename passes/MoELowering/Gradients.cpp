@@ -611,12 +611,11 @@ Value addRowBias(IB &b, Value a, Value bias, Value expert) {
   if (!bias)
     return a;
   Value last = subI(b, dim(b, bias, 0), cIdx(b, 1));
-  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
-  return generic(b, empty(b, tensorType(a), sizesOf(b, a)), {a, expert},
-                 {id, row, id}, {kPar, kPar}, [&](IB &nb, ValueRange args) {
-                   Value e = minSI(nb, toIndex(nb, args[1]), last);
+  return rowwise(b, tensorType(a), sizesOf(b, a), a, expert, Value(),
+                 [&](IB &nb, Value v, Value rowExpert, Value) {
+                   Value e = minSI(nb, toIndex(nb, rowExpert), last);
                    return arith::AddFOp::create(
-                       nb, args[0],
+                       nb, v,
                        toF32(nb, extract(nb, bias, {e, loopIndex(nb, 1)})));
                  });
 }
@@ -708,19 +707,11 @@ SmallVector<Value> lowerExpertFFNGradByRows(IB &b, moe::ExpertFFNGradOp op,
   Value dx1 = product(da1, fc1, features, /*transposeWeights=*/true);
   Value dx3 =
       gated ? product(da3, fc3, features, /*transposeWeights=*/true) : Value();
-  AffineMap id = projection(b, 2, {0, 1}), row = projection(b, 2, {0});
-  SmallVector<Value> inputs = {dx1, expert};
-  SmallVector<AffineMap> maps = {id, row, id};
-  if (dx3) {
-    inputs.push_back(dx3);
-    maps.insert(maps.begin() + 2, id);
-  }
-  Value dx = generic(
-      b, empty(b, tensorType(dx1), {rows, features}), inputs, maps,
-      {kPar, kPar}, [&](IB &nb, ValueRange args) {
-        Value v = dx3 ? arith::AddFOp::create(nb, args[0], args[2])
-                      : args[0];
-        Value valid = cmpI(nb, CmpIPredicate::slt, toIndex(nb, args[1]),
+  Value dx = rowwise(
+      b, tensorType(dx1), {rows, features}, dx1, expert, dx3,
+      [&](IB &nb, Value v1, Value rowExpert, Value v3) {
+        Value v = v3 ? arith::AddFOp::create(nb, v1, v3) : v1;
+        Value valid = cmpI(nb, CmpIPredicate::slt, toIndex(nb, rowExpert),
                            experts);
         return select(nb, valid, v, cF32(nb, 0.0));
       });

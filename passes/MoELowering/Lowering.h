@@ -92,6 +92,13 @@ Value rowExperts(IB &b, Value offsets, Value rows, Value experts);
 /// (expert E) read the last expert and are zeroed by the caller.
 Value groupedMatmul(IB &b, Value lhs, Value weights, Value expert, Value rows,
                     Value columns, bool transposeWeights = false);
+using RowwiseBody =
+    llvm::function_ref<Value(IB &, Value first, Value expert, Value second)>;
+/// A [R, C] generic of `type` (extents `sizes`) over `first` ([R, C]), the
+/// rows' experts (rowExperts) and an optional `second` ([R, C]); `body`
+/// gets one element of each (`second` null without it).
+Value rowwise(IB &b, RankedTensorType type, ArrayRef<Value> sizes,
+              Value first, Value expert, Value second, RowwiseBody body);
 /// The same product (rows of `lhs` [R, K] times their expert's weights) on
 /// the tensor cores when `deviceKernels` is set and groupedGemm takes the
 /// element types, else groupedMatmul; `expert` is rowExperts' result.
